@@ -1,0 +1,276 @@
+"""Typed experiment configuration, read from YAML, locked against unknown keys.
+
+A config file may name a `base:` file (relative to itself) whose values it overrides, so presets
+state only what differs from the published settings. Command-line overrides use dotted keys
+(`--set train.epochs=5`) whose values are parsed as YAML (`null`, numbers, lists).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PROJECT_ROOT / "config"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported as one line (unknown key, wrong type, missing file)."""
+
+
+@dataclasses.dataclass
+class SheetColumns:
+    """Names of the annotation sheet's columns; `None` where the sheet lacks the column."""
+
+    subject: str = "Subject"
+    filename: str = "Filename"
+    onset: str | None = "OnsetFrame"
+    apex: str | None = "ApexFrame"
+    offset: str | None = "OffsetFrame"
+    action_units: str | None = "Action Units"
+    emotion: str | None = "Estimated Emotion"
+
+
+@dataclasses.dataclass
+class DemoConfig:
+    """The built-in synthetic dataset, generated under `data/demo/` when no dataset is set."""
+
+    subjects: int = 6
+    clips_per_class: int = 4  # per subject and class
+    frames: int = 24  # frames per generated clip
+    size: int = 128  # generated frame size (pixels)
+    amplitude: float = 3.0  # apex displacement of the expression, in pixels
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the clips are, how they are labelled, and how frames become model input."""
+
+    root: str | None = None  # dataset folder; None runs the built-in demo
+    sheet: str | None = None  # annotation sheet (.xlsx/.csv) mapping Filename -> Subject
+    sheet_name: str | None = None  # worksheet; None takes the first
+    name: str | None = None  # dataset name in the run folder; None: the root folder's name
+    layout: Literal["class_folders"] = "class_folders"
+    classes: list[str] = dataclasses.field(
+        default_factory=lambda: ["negative", "positive", "surprise"]
+    )
+    columns: SheetColumns = dataclasses.field(default_factory=SheetColumns)
+    frames: int = 10  # frames per clip fed to the model (D)
+    size: int = 128  # frame height and width after resizing
+    grayscale: bool = False  # one channel instead of RGB
+    sampler: Literal["first", "even", "onset_offset"] = "first"
+    frame_offset: int = 0  # first frame position for the "first" sampler (published framerange)
+    normalization: Literal["per_clip", "train_fold", "scale"] = "per_clip"
+    cache_dir: str = "data/cache"  # preprocessed uint8 clips, keyed by clip and settings
+    demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The MLSP 2024 network; the defaults are the published numbers."""
+
+    branch_filters: int = 32  # filters of each first-stage 3D conv branch
+    merge_filters: int = 32  # filters of the conv after the branches are concatenated
+    pool_size: int = 3  # MaxPool3D pool and stride
+    cam: Literal["difference", "sum", "cbam"] = "difference"
+    cam_reduction: int = 8  # hidden width of the channel-attention MLP is channels / this
+    dense_units: list[int] = dataclasses.field(default_factory=lambda: [128, 64])
+    dropout: float = 0.3
+    gru_units: int = 512
+    heads: int = 8  # MSMH heads; head s has width gru_units / 2**s
+    head_units: list[int] = dataclasses.field(default_factory=lambda: [128, 64])
+    l2: float = 0.01
+    negative_slope: float = 0.2  # LeakyReLU
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation; the defaults are the published settings."""
+
+    epochs: int = 200
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    decay_epochs: list[int] = dataclasses.field(default_factory=lambda: [40, 80, 120, 160])
+    decay_factor: float = 0.9  # learning rate multiplier at each decay epoch
+    class_weights: list[float] | None = dataclasses.field(
+        default_factory=lambda: [0.3, 0.35, 0.35]
+    )  # None: unweighted cross-entropy
+    validation_subjects: int = 0  # >0: hold out this many training subjects for validation
+    verbose: int = 1  # Keras fit verbosity (1: progress bars)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Where and how a run writes its results."""
+
+    output_dir: str = "runs"
+    tensorboard: bool = True  # per-fold logs; needs TensorFlow
+    save_weights: bool = True  # final weights of each fold
+    demo_config: str = "demo.yaml"  # preset used when data.root is not set (in config/)
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """Everything one experiment needs."""
+
+    seed: int = 42
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict, as saved to a run folder's config.yaml."""
+        return dataclasses.asdict(self)
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A config path: absolute as given, otherwise relative to the project root."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Sequence[str] = ()
+) -> ExperimentConfig:
+    """Reads a YAML config (with its `base:` chain) and applies `key=value` overrides.
+
+    Args:
+        path: the YAML file; None gives the built-in defaults.
+        overrides: strings such as `train.epochs=5` or `data.classes=[a, b]`.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: on a missing file, unknown key, wrong type or malformed override.
+    """
+    values = _read_yaml_chain(resolve_path(path)) if path is not None else {}
+    for override in overrides:
+        key, separator, text = override.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"override {override!r} is not of the form key=value")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {override!r}: value is not valid YAML") from error
+        _set_dotted(values, key.strip(), value)
+    config = _build(ExperimentConfig, values, "")
+    _check(config)
+    return config
+
+
+def _read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path in seen:
+        raise ConfigError(f"{path}: circular base chain")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(values).__name__}")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    merged = _read_yaml_chain(path.parent / base, (*seen, path))
+    _merge(merged, values)
+    return merged
+
+
+def _merge(target: dict[str, Any], source: Mapping[str, Any]) -> None:
+    for key, value in source.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def _set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = values
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _build(cls: type, values: Any, where: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {where}{unknown[0]!r}; known keys: {', '.join(sorted(names))}"
+        )
+    arguments = {
+        name: _convert(hints[name], value, f"{where}{name}") for name, value in values.items()
+    }
+    return cls(**arguments)
+
+
+def _convert(kind: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, where + ".")
+    origin = typing.get_origin(kind)
+    arguments = typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in arguments:
+            return None
+        options = [option for option in arguments if option is not type(None)]
+        return _convert(options[0], value, where)
+    if origin is Literal:
+        if value not in arguments:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, arguments))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_convert(arguments[0], item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is Any or (isinstance(value, kind) and not (kind is int and isinstance(value, bool))):
+        return value
+    raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+
+
+def _check(config: ExperimentConfig) -> None:
+    """Value checks that types alone cannot express."""
+    positive = {
+        "data.frames": config.data.frames,
+        "data.size": config.data.size,
+        "train.epochs": config.train.epochs,
+        "train.batch_size": config.train.batch_size,
+        "model.heads": config.model.heads,
+        "model.gru_units": config.model.gru_units,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key} must be at least 1, got {value}")
+    if len(config.data.classes) < 2 or len(set(config.data.classes)) != len(config.data.classes):
+        raise ConfigError(f"data.classes must be at least 2 distinct names, got {config.data.classes}")
+    weights = config.train.class_weights
+    if weights is not None and len(weights) != len(config.data.classes):
+        raise ConfigError(
+            f"train.class_weights has {len(weights)} values for "
+            f"{len(config.data.classes)} classes: {weights}"
+        )
+    if config.model.gru_units % 2**config.model.heads:
+        raise ConfigError(
+            f"model.gru_units ({config.model.gru_units}) must be divisible by "
+            f"2**model.heads ({2**config.model.heads})"
+        )
+    if not 0.0 <= config.model.dropout < 1.0:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {config.model.dropout}")

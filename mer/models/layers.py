@@ -1,0 +1,197 @@
+"""The custom layers of the MLSP network: channel attention, spatial attention and MSMH.
+
+Written with `keras.ops` only, so the model runs on the TensorFlow, JAX and PyTorch backends, and
+registered as serialisable so that a saved `.keras` model reloads after `import mer`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+CAM_MODES = ("difference", "sum", "cbam")
+
+
+def _positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+@keras.saving.register_keras_serializable(package="mer")
+class ChannelAttention(keras.layers.Layer):
+    """Channel attention map Mc(x) of a (batch, time, height, width, channels) tensor.
+
+    Global average and max pooling over (time, height, width) each go through an MLP
+    Dense(channels / reduction) -> activation -> Dense(channels). The mode decides how they meet:
+    - "difference" (the paper's enhanced CAM): unshared MLPs, sigmoid(0.5 * (max - avg));
+    - "sum": unshared MLPs, sigmoid(max + avg), as in one published file;
+    - "cbam": the original CBAM, one shared MLP with ReLU, sigmoid(max + avg).
+    Returns the map with shape (batch, 1, 1, 1, channels), to be multiplied with the input.
+    """
+
+    def __init__(
+        self,
+        reduction: int = 8,
+        mode: str = "difference",
+        l2: float = 0.01,
+        negative_slope: float = 0.2,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if mode not in CAM_MODES:
+            raise ValueError(f"mode must be one of {CAM_MODES}, got {mode!r}")
+        if l2 < 0:
+            raise ValueError(f"l2 must be non-negative, got {l2!r}")
+        self.reduction = _positive_int("reduction", reduction)
+        self.mode = mode
+        self.l2 = l2
+        self.negative_slope = negative_slope
+
+    def _mlp(self, channels: int, name: str) -> list[keras.layers.Layer]:
+        hidden = max(1, channels // self.reduction)
+        regularizer = keras.regularizers.L2(self.l2) if self.l2 else None
+        if self.mode == "cbam":
+            activation = keras.layers.ReLU(name=f"{name}_relu")
+        else:
+            activation = keras.layers.LeakyReLU(self.negative_slope, name=f"{name}_leaky")
+        return [
+            keras.layers.Dense(hidden, kernel_regularizer=regularizer, name=f"{name}_hidden"),
+            activation,
+            keras.layers.Dense(channels, kernel_initializer="he_normal", name=f"{name}_out"),
+        ]
+
+    def build(self, input_shape):
+        if len(input_shape) != 5:
+            raise ValueError(f"expected a 5-D input (batch, T, H, W, C), got shape {input_shape}")
+        channels = input_shape[-1]
+        self.max_mlp = self._mlp(channels, "max_mlp")
+        self.avg_mlp = self.max_mlp if self.mode == "cbam" else self._mlp(channels, "avg_mlp")
+        distinct = [self.max_mlp] if self.mode == "cbam" else [self.max_mlp, self.avg_mlp]
+        for mlp in distinct:
+            shape = (input_shape[0], channels)
+            for layer in mlp:
+                layer.build(shape)
+                shape = layer.compute_output_shape(shape)
+
+    @staticmethod
+    def _apply(mlp: list[keras.layers.Layer], inputs):
+        for layer in mlp:
+            inputs = layer(inputs)
+        return inputs
+
+    def call(self, inputs):
+        pooled_max = ops.max(inputs, axis=(1, 2, 3))  # (batch, channels)
+        pooled_avg = ops.mean(inputs, axis=(1, 2, 3))
+        from_max = self._apply(self.max_mlp, pooled_max)
+        from_avg = self._apply(self.avg_mlp, pooled_avg)
+        if self.mode == "difference":
+            logits = 0.5 * (from_max - from_avg)
+        else:
+            logits = from_max + from_avg
+        return ops.sigmoid(logits)[:, None, None, None, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1, 1, 1, input_shape[-1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "reduction": self.reduction,
+            "mode": self.mode,
+            "l2": self.l2,
+            "negative_slope": self.negative_slope,
+        }
+
+
+@keras.saving.register_keras_serializable(package="mer")
+class SpatialAttention(keras.layers.Layer):
+    """Spatial attention map Ms(x): Conv3D over [max over channels, mean over channels], sigmoid.
+
+    The published code gives the conv as many filters as the input has channels, so the map is
+    per channel too; `filters=None` follows that.
+    """
+
+    def __init__(self, filters: int | None = None, kernel_size: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = None if filters is None else _positive_int("filters", filters)
+        self.kernel_size = _positive_int("kernel_size", kernel_size)
+
+    def build(self, input_shape):
+        if len(input_shape) != 5:
+            raise ValueError(f"expected a 5-D input (batch, T, H, W, C), got shape {input_shape}")
+        self.conv = keras.layers.Conv3D(
+            self.filters or input_shape[-1],
+            self.kernel_size,
+            padding="same",
+            activation="sigmoid",
+            name="conv",
+        )
+        self.conv.build((*input_shape[:-1], 2))
+
+    def call(self, inputs):
+        descriptors = ops.concatenate(
+            [ops.max(inputs, axis=-1, keepdims=True), ops.mean(inputs, axis=-1, keepdims=True)],
+            axis=-1,
+        )
+        return self.conv(descriptors)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters or input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
+
+
+@keras.saving.register_keras_serializable(package="mer")
+class MultiScaleMultiHeadAttention(keras.layers.Layer):
+    """Multi-scale multi-head (MSMH) self-attention pooling of a (batch, time, features) sequence.
+
+    Head s (s = 1..heads) has width features / 2**s. Each head projects the sequence to q, k, v,
+    scores q·kᵀ/√width, takes the maximum over the query axis (what the published pooling does
+    for T <= 10), softmaxes over keys, sums v with those weights and projects the result with a
+    Dense of the same width. The heads are concatenated: (batch, sum of widths).
+    """
+
+    def __init__(self, heads: int = 8, **kwargs):
+        super().__init__(**kwargs)
+        self.heads = _positive_int("heads", heads)
+
+    def head_widths(self, features: int) -> list[int]:
+        """Widths of the heads for an input of `features` features."""
+        if features % 2**self.heads:
+            raise ValueError(
+                f"features ({features}) must be divisible by 2**heads ({2**self.heads})"
+            )
+        return [features // 2**scale for scale in range(1, self.heads + 1)]
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"expected a 3-D input (batch, time, features), got {input_shape}")
+        self.projections = []
+        for index, width in enumerate(self.head_widths(input_shape[-1])):
+            names = ("query", "key", "value", "output")
+            head = [keras.layers.Dense(width, name=f"head{index}_{name}") for name in names]
+            for layer in head[:3]:
+                layer.build(input_shape)
+            head[3].build((input_shape[0], width))
+            self.projections.append(head)
+
+    def call(self, inputs):
+        outputs = []
+        for query_layer, key_layer, value_layer, output_layer in self.projections:
+            query, key, value = query_layer(inputs), key_layer(inputs), value_layer(inputs)
+            scale = 1.0 / math.sqrt(query_layer.units)
+            scores = ops.matmul(query, ops.transpose(key, (0, 2, 1))) * scale  # (b, query, key)
+            weights = ops.softmax(ops.max(scores, axis=1), axis=-1)  # (batch, key)
+            pooled = ops.sum(weights[:, :, None] * value, axis=1)  # (batch, width)
+            outputs.append(output_layer(pooled))
+        return ops.concatenate(outputs, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], sum(self.head_widths(input_shape[-1])))
+
+    def get_config(self):
+        return {**super().get_config(), "heads": self.heads}

@@ -1,0 +1,113 @@
+"""The published networks: parameter counts, shapes, pooling, save/load, other backends."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import mer  # noqa: F401  (registers the custom layers for loading)
+from mer.models.builders import build_mlsp_model
+
+TINY = dict(branch_filters=4, merge_filters=4, dense_units=(8, 8), gru_units=16, heads=2,
+            head_units=(8, 4))
+
+
+def test_mlsp_parameter_count_is_the_published_one():
+    model = build_mlsp_model((10, 128, 128, 3), 3)
+    assert model.count_params() == 2_836_759
+    assert tuple(model.get_layer("merge_pool").output.shape[1:]) == (2, 15, 15, 32)
+    assert tuple(model.get_layer("msmh").output.shape[1:]) == (510,)
+
+
+def test_dual_branch_au_parameter_count_and_shapes():
+    model = build_mlsp_model((30, 128, 128, 3), 3, streams=2, merge_filters=64, dropout=0.5)
+    assert model.count_params() == 3_817_055
+    assert tuple(model.get_layer("branch5_pool").output.shape[1:]) == (10, 43, 43, 32)
+    assert tuple(model.get_layer("merge_pool").output.shape[1:]) == (4, 15, 15, 64)
+    assert tuple(model.get_layer("flatten").output.shape[1:]) == (4, 14400)
+    assert tuple(model.get_layer("gru").output.shape[1:]) == (4, 512)
+
+
+def test_thirty_frames_pool_to_four_steps():
+    model = build_mlsp_model((30, 128, 128, 3), 3)
+    assert tuple(model.get_layer("merge_pool").output.shape[1:]) == (4, 15, 15, 32)
+
+
+def _same_max_pool_reference(x, size):
+    """TensorFlow's 'same' max pooling: extra padding at the end, padded cells ignored."""
+    out = x
+    for axis in (1, 2, 3):
+        length = out.shape[axis]
+        steps = -(-length // size)
+        total = max(0, (steps - 1) * size + size - length)
+        before = total // 2
+        padding = [(0, 0)] * out.ndim
+        padding[axis] = (before, total - before)
+        padded = np.pad(out, padding, constant_values=-np.inf)
+        windows = [
+            np.take(padded, range(step * size, step * size + size), axis=axis).max(axis=axis)
+            for step in range(steps)
+        ]
+        out = np.stack(windows, axis=axis)
+    return out
+
+
+def test_same_pooling_pads_at_the_end_like_tensorflow():
+    x = np.random.default_rng(1).normal(size=(1, 10, 7, 8, 2)).astype("float32")
+    pooled = keras.layers.MaxPooling3D(3, strides=3, padding="same")(x)
+    np.testing.assert_allclose(np.asarray(pooled), _same_max_pool_reference(x, 3))
+
+
+def test_keras_file_reloads_with_identical_outputs(tmp_path):
+    model = build_mlsp_model((4, 16, 16, 3), 3, cam="sum", **TINY)
+    x = np.random.default_rng(2).normal(size=(2, 4, 16, 16, 3)).astype("float32")
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), reloaded.predict(x, verbose=0))
+
+
+def test_invalid_builder_arguments():
+    with pytest.raises(ValueError, match="streams"):
+        build_mlsp_model((4, 16, 16, 3), 3, streams=3)
+    with pytest.raises(ValueError, match="num_classes"):
+        build_mlsp_model((4, 16, 16, 3), 1)
+
+
+BACKEND_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, keras
+    from mer.models.builders import build_mlsp_model
+    from mer.training.losses import WeightedCategoricalCrossentropy
+    assert keras.backend.backend() == "{backend}", keras.backend.backend()
+    model = build_mlsp_model((4, 16, 16, 3), 3, streams=2, **{tiny})
+    x = np.random.default_rng(0).normal(size=(4, 4, 16, 16, 3)).astype("float32")
+    x[:, :, -1, -1] = 50.0  # a maximum in the bottom-right corner: pooling must keep it
+    model.compile("adam", WeightedCategoricalCrossentropy([0.3, 0.35, 0.35]))
+    history = model.fit((x, x), np.eye(3)[[0, 1, 2, 0]], epochs=2, batch_size=2, verbose=0)
+    pooled = keras.layers.MaxPooling3D(3, strides=3, padding="same")(x)
+    print("POOL", float(np.asarray(pooled)[0, 0, -1, -1, 0]), float(x[0, 0, -1, -1, 0]))
+    print("COUNT", model.count_params(), "LOSS", history.history["loss"][-1])
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_model_trains_on_other_backends(backend):
+    pytest.importorskip(backend)
+    script = BACKEND_SCRIPT.format(backend=backend, tiny=TINY)
+    environment = {**os.environ, "KERAS_BACKEND": backend}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=environment, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pool_line = next(line for line in done.stdout.splitlines() if line.startswith("POOL"))
+    _, pooled, original = pool_line.split()
+    assert float(pooled) == float(original)
+    count_line = next(line for line in done.stdout.splitlines() if line.startswith("COUNT"))
+    expected = build_mlsp_model((4, 16, 16, 3), 3, streams=2, **TINY).count_params()
+    assert int(count_line.split()[1]) == expected
+    assert np.isfinite(float(count_line.split()[3]))
