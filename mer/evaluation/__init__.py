@@ -1,0 +1,1 @@
+"""Evaluation of LOSO predictions: metrics, per-subject reports and plots (NumPy/pandas only)."""

@@ -1,0 +1,314 @@
+"""Per-subject tables, summaries and text reports of pooled LOSO predictions.
+
+The input is the table of pooled leave-one-subject-out predictions: one row per clip with
+columns ``subject``, ``sample``, ``y_true`` and ``y_pred`` (class names), usually one
+``prob_<class name>`` column per class, and, for composite datasets, a ``part`` column
+naming the dataset each clip comes from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from colorama import Fore, Style
+
+from mer.evaluation.metrics import (
+    confusion_matrix,
+    per_class_scores,
+    pooled_metrics,
+    subject_metrics,
+)
+
+REQUIRED_COLUMNS = ("subject", "sample", "y_true", "y_pred")
+TABLE_COLUMNS = ("subject", "clips", "uf1", "uar", "acc", "classes_present", "single_class")
+SCORE_KEYS = ("uf1", "uar", "acc")
+GOOD_SCORE = 0.7
+FAIR_SCORE = 0.4
+_MAX_QUOTED_VALUES = 5
+
+
+def per_subject_table(predictions: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
+    """Scores each held-out subject separately.
+
+    Args:
+        predictions: Pooled predictions (see the module docstring).
+        class_names: The dataset's classes in label order; every subject is scored over
+            all of them (see :func:`mer.evaluation.metrics.subject_metrics`).
+
+    Returns:
+        One row per subject, in natural order ("sub2" before "sub10"), with columns
+        ``subject``, ``clips``, ``uf1``, ``uar``, ``acc``, ``classes_present`` (number of
+        distinct true classes) and ``single_class`` (the subject has one class only).
+
+    Raises:
+        ValueError: If columns are missing, the table is empty, a subject is missing,
+            a (subject, sample) pair repeats, or a label is not in ``class_names``.
+    """
+    subjects, _, true_labels, predicted_labels = _encoded(predictions, class_names)
+    return _subject_rows(subjects, true_labels, predicted_labels, len(class_names))
+
+
+def summarize(predictions: pd.DataFrame, class_names: Sequence[str]) -> dict[str, Any]:
+    """Summarises pooled LOSO predictions into a JSON-serialisable dict.
+
+    Args:
+        predictions: Pooled predictions (see the module docstring).
+        class_names: The dataset's classes in label order.
+
+    Returns:
+        ``uf1``, ``uar``, ``acc`` (pooled, MEGC2019 protocol); ``mean_over_subjects``
+        (``uf1``, ``uar``, ``acc`` averaged over the rows of :func:`per_subject_table`,
+        the figure papers usually print); ``clips``; ``subjects``; ``class_names``;
+        ``confusion_matrix`` (rows = true class); ``per_class`` (per class name:
+        ``support``, ``tp``, ``fp``, ``fn``, ``f1``, ``recall``). With a ``part`` column,
+        also ``parts``: per part, ``uf1``, ``uar``, ``acc`` pooled over that part's rows
+        (scored over all classes) and ``clips``.
+
+    Raises:
+        ValueError: As :func:`per_subject_table`.
+    """
+    subjects, parts, true_labels, predicted_labels = _encoded(predictions, class_names)
+    num_classes = len(class_names)
+    table = _subject_rows(subjects, true_labels, predicted_labels, num_classes)
+    matrix = confusion_matrix(true_labels, predicted_labels, num_classes)
+    class_scores = per_class_scores(matrix)
+    summary: dict[str, Any] = {
+        **pooled_metrics(true_labels, predicted_labels, num_classes),
+        "mean_over_subjects": {key: float(table[key].mean()) for key in SCORE_KEYS},
+        "clips": len(true_labels),
+        "subjects": len(set(subjects)),
+        "class_names": list(class_names),
+        "confusion_matrix": matrix.tolist(),
+        "per_class": {
+            name: {
+                "support": int(class_scores["support"][index]),
+                "tp": int(class_scores["tp"][index]),
+                "fp": int(class_scores["fp"][index]),
+                "fn": int(class_scores["fn"][index]),
+                "f1": float(class_scores["f1"][index]),
+                "recall": float(class_scores["recall"][index]),
+            }
+            for index, name in enumerate(class_names)
+        },
+    }
+    if parts is not None:
+        summary["parts"] = {}
+        for part in sorted(set(parts), key=natural_sort_key):
+            in_part = parts == part
+            summary["parts"][part] = {
+                **pooled_metrics(true_labels[in_part], predicted_labels[in_part], num_classes),
+                "clips": int(in_part.sum()),
+            }
+    return summary
+
+
+def format_report(table: pd.DataFrame, summary: dict[str, Any], *, color: bool = True) -> str:
+    """Renders the per-subject table and the overall scores as aligned text.
+
+    Args:
+        table: Output of :func:`per_subject_table`.
+        summary: Output of :func:`summarize` for the same predictions.
+        color: Colour scores with ANSI codes (green >= 0.7, yellow >= 0.4, red below);
+            False gives plain text.
+
+    Returns:
+        The report, one line per subject (single-class subjects marked "(1 class)"),
+        then the pooled and mean-over-subjects lines and, for composites, one per part.
+
+    Raises:
+        ValueError: If ``table`` lacks a column or ``summary`` a key.
+    """
+    _require_columns(table, ("subject", "clips", *SCORE_KEYS, "single_class"), "table")
+    missing_keys = [
+        key for key in (*SCORE_KEYS, "clips", "mean_over_subjects") if key not in summary
+    ]
+    if missing_keys:
+        raise ValueError(f"summary lacks keys: {', '.join(missing_keys)}")
+    subject_width = max([len("Subject"), *(len(str(subject)) for subject in table["subject"])])
+    clips_width = max([len("Clips"), *(len(str(clips)) for clips in table["clips"])])
+    lines = [
+        f"{'Subject':<{subject_width}}  {'Clips':>{clips_width}}  "
+        f"{'UF1':>5}  {'UAR':>5}  {'ACC':>5}"
+    ]
+    for row in table.itertuples(index=False):
+        scores = "  ".join(_score(getattr(row, key), color) for key in SCORE_KEYS)
+        marker = "  (1 class)" if row.single_class else ""
+        lines.append(
+            f"{row.subject!s:<{subject_width}}  {row.clips:>{clips_width}}  {scores}{marker}"
+        )
+    lines.append("")
+    lines.append(
+        f"Overall (MEGC2019 pooled, {summary['clips']} clips): {_labelled(summary, color)}"
+    )
+    lines.append(
+        f"Mean over {len(table)} subjects (as papers print): "
+        f"{_labelled(summary['mean_over_subjects'], color)}"
+    )
+    for part, part_scores in summary.get("parts", {}).items():
+        lines.append(
+            f"  Part {part} (pooled, {part_scores['clips']} clips): {_labelled(part_scores, color)}"
+        )
+    return "\n".join(lines)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Writes ``obj`` as indented JSON, atomically.
+
+    The text goes to a temporary file in the destination folder which then replaces
+    ``path``, so readers never see a half-written file. NumPy scalars and arrays are
+    converted to Python numbers and lists. Missing parent folders are created.
+
+    Args:
+        path: Destination file.
+        obj: JSON-serialisable object.
+
+    Raises:
+        TypeError: If ``obj`` holds something JSON cannot represent (nothing is written).
+    """
+    _write_text_atomically(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def write_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
+    """Writes ``frame`` as CSV without its index, atomically (as :func:`write_json`).
+
+    Args:
+        path: Destination file.
+        frame: Table to write.
+    """
+    _write_text_atomically(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+def natural_sort_key(text: str) -> tuple[list[str | int], str]:
+    """Sort key ordering digit runs by value: "sub2" before "sub10", "2" before "10".
+
+    Args:
+        text: The string to order.
+
+    Returns:
+        A key whose first part alternates text (case-folded) and integers, and whose
+        second part is the text itself, to break ties such as "2" versus "02".
+    """
+    pieces: list[str | int] = [
+        int(piece) if index % 2 else piece.casefold()
+        for index, piece in enumerate(re.split(r"(\d+)", text))
+    ]
+    return pieces, text
+
+
+def _encoded(
+    predictions: pd.DataFrame, class_names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Validates the predictions; returns subjects, parts (or None) and integer labels."""
+    if isinstance(class_names, str):
+        raise ValueError(f"class_names must be a sequence of names, got the string {class_names!r}")
+    names = list(class_names)
+    if len(names) < 2:
+        raise ValueError(f"class_names needs at least 2 classes, got {names}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"class_names has duplicates: {names}")
+    _require_columns(predictions, REQUIRED_COLUMNS, "predictions")
+    if predictions.empty:
+        raise ValueError("predictions has no rows")
+    key_columns = ["part", "subject", "sample"] if "part" in predictions else ["subject", "sample"]
+    for column in key_columns:
+        if predictions[column].isna().any():
+            raise ValueError(f"predictions column {column!r} has missing values")
+    keys = predictions[key_columns].astype(str)
+    repeated = keys[keys.duplicated()]
+    if not repeated.empty:
+        raise ValueError(
+            f"predictions has more than one row for {dict(repeated.iloc[0])}; "
+            "every clip must have exactly one prediction"
+        )
+    label_of = {name: index for index, name in enumerate(names)}
+    labels = []
+    for column in ("y_true", "y_pred"):
+        values = predictions[column].tolist()
+        unknown = sorted({repr(value) for value in values if value not in label_of})
+        if unknown:
+            raise ValueError(
+                f"predictions column {column!r} has values not in class_names {names}: "
+                f"{', '.join(unknown[:_MAX_QUOTED_VALUES])}"
+            )
+        labels.append(np.array([label_of[value] for value in values], dtype=np.int64))
+    parts = keys["part"].to_numpy(dtype=object) if "part" in keys else None
+    return keys["subject"].to_numpy(dtype=object), parts, labels[0], labels[1]
+
+
+def _subject_rows(
+    subjects: np.ndarray, true_labels: np.ndarray, predicted_labels: np.ndarray, num_classes: int
+) -> pd.DataFrame:
+    """Builds the per-subject table from validated, encoded predictions."""
+    rows = []
+    for subject in sorted(set(subjects), key=natural_sort_key):
+        in_subject = subjects == subject
+        scores = subject_metrics(true_labels[in_subject], predicted_labels[in_subject], num_classes)
+        classes_present = int(np.unique(true_labels[in_subject]).size)
+        rows.append(
+            {
+                "subject": subject,
+                "clips": int(in_subject.sum()),
+                **scores,
+                "classes_present": classes_present,
+                "single_class": classes_present == 1,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS)).astype(
+        {"clips": "int64", "classes_present": "int64", "single_class": "bool"}
+    )
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
+    """Raises ValueError naming the ``columns`` that ``frame`` lacks."""
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} lacks columns: {', '.join(missing)}")
+
+
+def _score(value: float, color: bool) -> str:
+    """Formats a score as 5 characters, coloured by its level when asked."""
+    text = f"{value:5.3f}"
+    if not color:
+        return text
+    if value >= GOOD_SCORE:
+        shade = Fore.GREEN
+    elif value >= FAIR_SCORE:
+        shade = Fore.YELLOW
+    else:
+        shade = Fore.RED
+    return f"{shade}{text}{Style.RESET_ALL}"
+
+
+def _labelled(scores: dict[str, float], color: bool) -> str:
+    """Formats "UF1 x  UAR y  ACC z" from a dict with those keys."""
+    return "  ".join(f"{key.upper()} {_score(scores[key], color)}" for key in SCORE_KEYS)
+
+
+def _json_default(value: Any) -> Any:
+    """Converts NumPy values for ``json.dumps``; rejects anything else."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON: {value!r}")
+
+
+def _write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
+    """Writes ``text`` to a temporary sibling of ``path``, then renames it over ``path``."""
+    destination = Path(path)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temporary, "x", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, destination)
+    finally:
+        temporary.unlink(missing_ok=True)
