@@ -67,7 +67,7 @@ class DataConfig:
     grayscale: bool = False  # one channel instead of RGB
     sampler: Literal["first", "even", "onset_offset"] = "first"
     frame_offset: int = 0  # first frame position for the "first" sampler (published framerange)
-    normalization: Literal["per_clip", "train_fold", "scale"] = "per_clip"
+    normalization: Literal["per_clip", "temporal", "train_fold", "scale"] = "per_clip"
     cache_dir: str = "data/cache"  # preprocessed uint8 clips, keyed by clip and settings
     demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)
 
@@ -103,7 +103,7 @@ class TrainConfig:
         default_factory=lambda: [0.3, 0.35, 0.35]
     )  # None: unweighted cross-entropy
     validation_subjects: int = 0  # >0: hold out this many training subjects for validation
-    verbose: int = 1  # Keras fit verbosity (1: progress bars)
+    verbose: Literal["auto", 0, 1, 2] = "auto"  # Keras fit: auto = bars on a terminal, else a line
 
 
 @dataclasses.dataclass
@@ -137,9 +137,7 @@ def resolve_path(path: str | Path) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
-def load_config(
-    path: str | Path | None = None, overrides: Sequence[str] = ()
-) -> ExperimentConfig:
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Reads a YAML config (with its `base:` chain) and applies `key=value` overrides.
 
     Args:
@@ -238,7 +236,9 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_convert(arguments[0], item, f"{where}[{index}]") for index, item in enumerate(value)]
+        return [
+            _convert(arguments[0], item, f"{where}[{index}]") for index, item in enumerate(value)
+        ]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is Any or (isinstance(value, kind) and not (kind is int and isinstance(value, bool))):
@@ -260,7 +260,9 @@ def _check(config: ExperimentConfig) -> None:
         if value < 1:
             raise ConfigError(f"{key} must be at least 1, got {value}")
     if len(config.data.classes) < 2 or len(set(config.data.classes)) != len(config.data.classes):
-        raise ConfigError(f"data.classes must be at least 2 distinct names, got {config.data.classes}")
+        raise ConfigError(
+            f"data.classes must be at least 2 distinct names, got {config.data.classes}"
+        )
     weights = config.train.class_weights
     if weights is not None and len(weights) != len(config.data.classes):
         raise ConfigError(

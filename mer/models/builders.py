@@ -54,7 +54,9 @@ def build_mlsp_model(
         An uncompiled Keras model with output (batch, num_classes) softmax probabilities.
     """
     if len(input_shape) != 4:
-        raise ValueError(f"input_shape must be (frames, height, width, channels), got {input_shape}")
+        raise ValueError(
+            f"input_shape must be (frames, height, width, channels), got {input_shape}"
+        )
     if streams not in (1, 2):
         raise ValueError(f"streams must be 1 or 2, got {streams!r}")
     if num_classes < 2:
@@ -104,10 +106,12 @@ def build_mlsp_model(
     pooled = MultiScaleMultiHeadAttention(heads, name="msmh")(sequence)
 
     for index, units in enumerate(head_units):
-        pooled = keras.layers.Dense(units, kernel_initializer="he_normal", name=f"head_dense{index}")(
-            pooled
-        )
+        pooled = keras.layers.Dense(
+            units, kernel_initializer="he_normal", name=f"head_dense{index}"
+        )(pooled)
         pooled = leaky(f"head_leaky{index}")(pooled)
     logits = keras.layers.Dense(num_classes, name="logits")(pooled)
-    probabilities = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
+    probabilities = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(
+        logits
+    )
     return keras.Model(inputs if streams == 2 else inputs[0], probabilities, name=name)

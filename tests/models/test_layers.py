@@ -94,7 +94,8 @@ def test_config_round_trip_symbolic_eager_and_training(layer, shape):
     model.compile("adam", "categorical_crossentropy")
     before = [np.array(w) for w in clone.weights]
     model.fit(RANDOM.normal(size=(4, *shape)), np.eye(2)[[0, 1, 0, 1]], epochs=1, verbose=0)
-    assert any(not np.allclose(a, np.asarray(b)) for a, b in zip(before, clone.weights))
+    after = [np.asarray(w) for w in clone.weights]
+    assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
 
 
 def test_invalid_arguments_raise_value_errors():

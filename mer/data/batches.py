@@ -1,0 +1,139 @@
+"""Streaming batches of uint8 clips for Keras, normalised on the fly in float32.
+
+This is the one data module that imports Keras: the batch sequence is a `keras.utils.PyDataset`,
+so it feeds `fit`/`predict` on every backend without a TensorFlow input pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+NORMALIZATIONS = ("per_clip", "temporal", "train_fold", "scale")
+
+
+class Normalizer:
+    """Maps a uint8 clip to float32 model input.
+
+    - "scale": x / 255;
+    - "per_clip": zero mean, unit variance over the clip itself (uses no other clip);
+    - "temporal": each pixel minus its mean over the clip's frames, scaled to unit variance:
+      the static face is removed and the movement remains (also uses no other clip);
+    - "train_fold": per-channel mean and std measured on the training clips of the fold only
+      (see `fit`); the held-out subject never contributes.
+    """
+
+    def __init__(self, mode: str, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None):
+        if mode not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {mode!r}")
+        if mode == "train_fold" and (mean is None or std is None):
+            raise ValueError("train_fold normalization needs mean and std; use Normalizer.fit")
+        self.mode = mode
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float32)
+        self.std = None if std is None else np.asarray(std, dtype=np.float32)
+
+    @classmethod
+    def fit(cls, mode: str, clips: Sequence[np.ndarray]) -> Normalizer:
+        """A normalizer for `mode`, measuring training statistics on `clips` when it needs them."""
+        if mode != "train_fold":
+            return cls(mode)
+        if not clips:
+            raise ValueError("train_fold normalization needs at least one training clip")
+        channels = clips[0].shape[-1]
+        total = np.zeros(channels, np.float64)
+        squares = np.zeros(channels, np.float64)
+        count = 0
+        for clip in clips:  # streamed: one clip in float at a time
+            values = np.asarray(clip, dtype=np.float32).reshape(-1, channels)
+            total += values.sum(axis=0, dtype=np.float64)
+            squares += np.square(values, dtype=np.float64).sum(axis=0)
+            count += values.shape[0]
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0)) + 1e-6
+        return cls(mode, mean, std)
+
+    def __call__(self, clip: np.ndarray) -> np.ndarray:
+        values = np.asarray(clip, dtype=np.float32)
+        if self.mode == "scale":
+            return values / np.float32(255.0)
+        if self.mode == "per_clip":
+            return (values - values.mean()) / (values.std() + np.float32(1e-6))
+        if self.mode == "temporal":
+            residual = values - values.mean(axis=0, keepdims=True)
+            return residual / (residual.std() + np.float32(1e-6))
+        return (values - self.mean) / self.std
+
+    def to_dict(self) -> dict:
+        """The parameters, as saved beside a model."""
+        return {
+            "mode": self.mode,
+            "mean": None if self.mean is None else self.mean.tolist(),
+            "std": None if self.std is None else self.std.tolist(),
+        }
+
+
+class ClipBatches(keras.utils.PyDataset):
+    """Batches of (clips, one-hot labels), built from uint8 arrays one batch at a time.
+
+    Args:
+        streams: one list of clips per model input (the AU model has two), same length each.
+        labels: class index per clip, or None for prediction.
+        num_classes: width of the one-hot labels.
+        batch_size: clips per batch; the last batch may be smaller.
+        normalizer: uint8 clip -> float32 input.
+        shuffle: reshuffle the order every epoch, from `seed` (deterministic).
+        seed: shuffling seed.
+    """
+
+    def __init__(
+        self,
+        streams: Sequence[Sequence[np.ndarray]],
+        labels: np.ndarray | None,
+        num_classes: int,
+        batch_size: int,
+        normalizer: Normalizer,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        lengths = {len(stream) for stream in streams}
+        if len(lengths) != 1 or 0 in lengths:
+            raise ValueError(f"streams must be non-empty and of equal length, got {sorted(lengths)}")
+        if labels is not None and len(labels) != len(streams[0]):
+            raise ValueError(f"{len(labels)} labels for {len(streams[0])} clips")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size!r}")
+        self.streams = streams
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.num_classes = num_classes
+        self.batch_size = batch_size
+        self.normalizer = normalizer
+        self.shuffle = shuffle
+        self.random = np.random.default_rng(seed)
+        self.order = np.arange(len(streams[0]))
+        if shuffle:
+            self.random.shuffle(self.order)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.order) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        inputs = [
+            np.stack([self.normalizer(stream[item]) for item in chosen]) for stream in self.streams
+        ]  # each (batch, frames, height, width, channels) float32
+        inputs = inputs[0] if len(inputs) == 1 else tuple(inputs)
+        if self.labels is None:
+            return (inputs,)
+        targets = np.eye(self.num_classes, dtype=np.float32)[self.labels[chosen]]
+        return inputs, targets
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.random.shuffle(self.order)

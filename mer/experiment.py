@@ -1,0 +1,190 @@
+"""One experiment, end to end: data -> LOSO training -> pooled evaluation -> run folder.
+
+Both entry scripts call `run_experiment`; they differ only by their config.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+import pandas as pd
+import yaml
+
+from mer.config import ExperimentConfig, resolve_path
+from mer.data.sources import DatasetSource, load_manifest, preprocess, resolve_source
+from mer.evaluation import plots
+from mer.evaluation.report import (
+    format_report,
+    per_subject_table,
+    summarize,
+    write_csv,
+    write_json,
+)
+from mer.training.loso import FoldResult, build_model, loso_folds, run_loso
+
+
+def make_run_dir(config: ExperimentConfig, script: str, dataset: str) -> Path:
+    """A new `runs/<script>-<dataset>-<timestamp>/` folder (suffixed if the name is taken)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = resolve_path(config.run.output_dir) / f"{script}-{dataset}-{stamp}"
+    run_dir, suffix = base, 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = base.with_name(f"{base.name}-{suffix}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def versions() -> dict[str, str]:
+    """Versions of what a result depends on, for summary.json."""
+    found = {
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "pandas": pd.__version__,
+    }
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        found["tensorflow"] = tf.__version__
+    return found
+
+
+def input_shape(config: ExperimentConfig) -> tuple[int, int, int, int]:
+    """(frames, height, width, channels) of one model input."""
+    data = config.data
+    return (data.frames, data.size, data.size, 1 if data.grayscale else 3)
+
+
+def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.DataFrame) -> None:
+    """What the run will do: dataset, counts, folds, model size, schedule."""
+    counts = manifest["label"].value_counts()
+    subjects = manifest["subject"].nunique()
+    model = build_model(config, input_shape(config))
+    print(f"Dataset {source.name}{' (built-in demo)' if source.demo else ''}: {source.root}")
+    print(f"  sheet {source.sheet}")
+    print(
+        f"  {len(manifest)} clips, {subjects} subjects; classes "
+        + ", ".join(f"{name} {counts.get(name, 0)}" for name in config.data.classes)
+    )
+    print(
+        f"Protocol: LOSO, {subjects} folds, {config.train.epochs} epochs each, final weights "
+        "predict the held-out subject (it is used for nothing else)"
+    )
+    print(
+        f"Model: input {input_shape(config)}, {model.count_params():,} parameters; "
+        f"batch {config.train.batch_size}, learning rate {config.train.learning_rate}"
+    )
+
+
+def run_experiment(
+    config: ExperimentConfig, script: str, *, dry_run: bool = False
+) -> Path | None:
+    """Runs LOSO training and evaluation, writing everything into a new run folder.
+
+    Args:
+        config: the resolved experiment config.
+        script: the entry script's name, used in the run folder's name.
+        dry_run: resolve config and data, print the plan, write nothing, train nothing.
+
+    Returns:
+        The run folder, or None for a dry run.
+    """
+    started = time.perf_counter()
+    source = resolve_source(config.data)
+    manifest = load_manifest(config.data, source)
+    print_plan(config, source, manifest)
+    if dry_run:
+        return None
+
+    run_dir = make_run_dir(config, script, source.name)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_csv(run_dir / "manifest.csv", manifest)
+    plots.plot_class_distribution(
+        manifest["label"].value_counts().reindex(config.data.classes, fill_value=0).to_dict(),
+        run_dir / "class_distribution.png",
+    )
+
+    preprocess_started = time.perf_counter()
+    clips, _ = preprocess(config.data, manifest)
+    preprocess_seconds = time.perf_counter() - preprocess_started
+
+    labels = np.array([config.data.classes.index(label) for label in manifest["label"]])
+    folds = loso_folds(
+        manifest["subject"].tolist(), config.train.validation_subjects, config.seed
+    )
+    results = run_loso(folds, [clips], labels, config, run_dir)
+
+    predictions = predictions_table(manifest, config.data.classes, results)
+    table = per_subject_table(predictions, config.data.classes)
+    summary = summarize(predictions, config.data.classes)
+    summary.update(
+        protocol="loso: fixed epochs, final weights; the held-out subject is only predicted",
+        dataset=source.name,
+        seed=config.seed,
+        versions=versions(),
+        timings={
+            "preprocess_s": round(preprocess_seconds, 2),
+            "folds_s": {result.subject: round(result.seconds, 2) for result in results},
+            "total_s": round(time.perf_counter() - started, 2),
+        },
+    )
+    write_csv(run_dir / "predictions.csv", predictions)
+    write_csv(run_dir / "per_subject.csv", table)
+    write_json(run_dir / "summary.json", summary)
+    write_plots(run_dir, summary, table, results, config.data.classes)
+
+    print()
+    print(format_report(table, summary, color=sys.stdout.isatty()))
+    print(f"Results: {run_dir}")
+    return run_dir
+
+
+def predictions_table(
+    manifest: pd.DataFrame, class_names: list[str], results: list[FoldResult]
+) -> pd.DataFrame:
+    """One row per clip: subject, sample, y_true, y_pred, then prob_<class> per class."""
+    frames = []
+    for result in results:
+        rows = manifest.iloc[result.test]
+        frame = pd.DataFrame(
+            {
+                "subject": rows["subject"].to_numpy(),
+                "sample": rows["sample"].to_numpy(),
+                "y_true": rows["label"].to_numpy(),
+                "y_pred": [class_names[index] for index in result.probabilities.argmax(axis=1)],
+            }
+        )
+        for index, name in enumerate(class_names):
+            frame[f"prob_{name}"] = np.round(result.probabilities[:, index], 6)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_plots(
+    run_dir: Path,
+    summary: dict,
+    table: pd.DataFrame,
+    results: list[FoldResult],
+    class_names: list[str],
+) -> None:
+    """The run's figures: confusion matrices, per-subject scores, training curves."""
+    matrix = np.asarray(summary["confusion_matrix"])
+    plots.plot_confusion_matrix(matrix, class_names, run_dir / "confusion_matrix.png",
+                                title="Pooled LOSO predictions (counts)")
+    plots.plot_confusion_matrix(matrix, class_names, run_dir / "confusion_matrix_normalized.png",
+                                normalize=True, title="Pooled LOSO predictions (row-normalised)")
+    plots.plot_subject_scores(table, run_dir / "per_subject_uf1.png")
+    plots.plot_training_curves(
+        {result.subject: result.history for result in results}, run_dir / "training_curves.png"
+    )
+

@@ -1,0 +1,206 @@
+"""Leave-one-subject-out training: one fresh, seeded model per held-out subject.
+
+The held-out subject is used for nothing but the final prediction: the model trains a fixed
+number of epochs on the other subjects (optionally monitoring a validation split drawn from
+those training subjects), normalisation statistics come from the training clips only, and the
+final weights predict the held-out clips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from mer.config import ExperimentConfig
+from mer.data.batches import ClipBatches, Normalizer
+from mer.evaluation.report import natural_sort_key
+from mer.models.builders import build_mlsp_model
+from mer.training.losses import WeightedCategoricalCrossentropy
+from mer.training.schedules import step_decay
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fold:
+    """Row indices of one LOSO fold."""
+
+    subject: str  # the held-out subject
+    index: int  # position in the sorted subject list (seeds the fold)
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+
+def loso_folds(subjects: Sequence[str], validation_subjects: int = 0, seed: int = 0) -> list[Fold]:
+    """One fold per subject, in natural order; every clip is in exactly one test set.
+
+    Args:
+        subjects: the subject of each clip.
+        validation_subjects: how many of the training subjects to hold out for validation
+            (drawn per fold from the training subjects alone, never the test subject).
+        seed: draws the validation subjects.
+    """
+    subjects = np.asarray(subjects, dtype=object)
+    names = sorted(set(subjects), key=natural_sort_key)
+    if len(names) < 2:
+        raise ValueError(f"LOSO needs at least 2 subjects, got {names}")
+    if not 0 <= validation_subjects <= len(names) - 2:
+        raise ValueError(
+            f"validation_subjects must be in [0, {len(names) - 2}] for {len(names)} subjects, "
+            f"got {validation_subjects}"
+        )
+    folds = []
+    for index, name in enumerate(names):
+        others = [other for other in names if other != name]
+        random = np.random.default_rng([seed, index])
+        held = set(random.choice(others, validation_subjects, replace=False).tolist())
+        folds.append(
+            Fold(
+                subject=name,
+                index=index,
+                train=np.flatnonzero([s != name and s not in held for s in subjects]),
+                validation=np.flatnonzero([s in held for s in subjects]),
+                test=np.flatnonzero(subjects == name),
+            )
+        )
+    return folds
+
+
+def build_model(config: ExperimentConfig, input_shape: Sequence[int], streams: int = 1):
+    """The configured network, compiled with the configured loss and optimiser."""
+    model = build_mlsp_model(
+        input_shape,
+        len(config.data.classes),
+        streams=streams,
+        **dataclasses.asdict(config.model),
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.train.learning_rate),
+        loss=WeightedCategoricalCrossentropy(config.train.class_weights),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+@dataclasses.dataclass
+class FoldResult:
+    """What one fold produced."""
+
+    subject: str
+    test: np.ndarray  # row indices of the held-out clips
+    probabilities: np.ndarray  # (clips, classes)
+    history: dict[str, list[float]]
+    seconds: float
+
+
+def train_fold(
+    fold: Fold,
+    streams: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    config: ExperimentConfig,
+    fold_dir: Path,
+) -> FoldResult:
+    """Trains a fresh model on the fold's training clips and predicts its held-out clips."""
+    started = time.perf_counter()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed + fold.index)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    classes = len(config.data.classes)
+
+    def pick(rows: np.ndarray) -> list[list[np.ndarray]]:
+        return [[stream[row] for row in rows] for stream in streams]
+
+    train_streams = pick(fold.train)
+    normalizer = Normalizer.fit(config.data.normalization, train_streams[0])
+    batches = ClipBatches(
+        train_streams,
+        labels[fold.train],
+        classes,
+        config.train.batch_size,
+        normalizer,
+        shuffle=True,
+        seed=config.seed + fold.index,
+    )
+    validation = None
+    if len(fold.validation):
+        validation = ClipBatches(
+            pick(fold.validation), labels[fold.validation], classes, config.train.batch_size,
+            normalizer,
+        )
+    model = build_model(config, streams[0][0].shape, streams=len(streams))
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.LearningRateScheduler(
+            step_decay(
+                config.train.learning_rate, config.train.decay_epochs, config.train.decay_factor
+            )
+        )
+    ]
+    if config.run.tensorboard:
+        callbacks.extend(_tensorboard(fold_dir / "tensorboard"))
+    history = model.fit(
+        batches,
+        epochs=config.train.epochs,
+        validation_data=validation,
+        callbacks=callbacks,
+        verbose=_fit_verbosity(config.train.verbose),
+    )
+    test_batches = ClipBatches(
+        pick(fold.test), None, classes, config.train.batch_size, normalizer
+    )
+    probabilities = np.asarray(model.predict(test_batches, verbose=0), dtype=np.float64)
+    if config.run.save_weights:
+        model.save_weights(fold_dir / "model.weights.h5")
+    curves = {key: [float(value) for value in values] for key, values in history.history.items()}
+    (fold_dir / "history.json").write_text(json.dumps(curves, indent=1))
+    (fold_dir / "normalization.json").write_text(json.dumps(normalizer.to_dict()))
+    return FoldResult(fold.subject, fold.test, probabilities, curves, time.perf_counter() - started)
+
+
+def _fit_verbosity(setting: str | int) -> int:
+    """Progress bars on a terminal, one line per epoch in a log file."""
+    if setting != "auto":
+        return setting
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _tensorboard(log_dir: Path) -> list[keras.callbacks.Callback]:
+    """A TensorBoard callback where the backend can write one (it needs TensorFlow)."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        logger.warning("TensorFlow is not installed: no TensorBoard logs (run.tensorboard=false)")
+        return []
+    return [keras.callbacks.TensorBoard(str(log_dir), write_graph=False, profile_batch=0)]
+
+
+def run_loso(
+    folds: Sequence[Fold],
+    streams: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    config: ExperimentConfig,
+    run_dir: Path,
+    on_fold_done: Callable[[FoldResult, int], None] | None = None,
+) -> list[FoldResult]:
+    """Trains and predicts every fold in turn; `on_fold_done(result, position)` after each."""
+    results = []
+    for position, fold in enumerate(folds):
+        print(
+            f"\nFold {position + 1}/{len(folds)}: held-out subject {fold.subject} "
+            f"({len(fold.test)} clips), training on {len(fold.train)} clips"
+            + (f", validating on {len(fold.validation)}" if len(fold.validation) else ""),
+            flush=True,
+        )
+        result = train_fold(fold, streams, labels, config, run_dir / "folds" / fold.subject)
+        results.append(result)
+        if on_fold_done is not None:
+            on_fold_done(result, position)
+    return results

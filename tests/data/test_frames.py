@@ -1,0 +1,80 @@
+"""Frame discovery, selection and decoding."""
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
+from mer.data.frames import count_frames, frame_files, load_clip, read_frames, select_positions
+from mer.data.sheets import DataError
+from tests.data.replicas import write_video
+
+
+def test_frame_files_sort_numerically_whatever_the_prefix(tmp_path):
+    for name in ["img10.jpg", "img9.jpg", "img100.jpg", "notes.txt", "img1.jpg"]:
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in frame_files(tmp_path)] == ["img1.jpg", "img9.jpg", "img10.jpg",
+                                                        "img100.jpg"]
+
+
+def test_select_positions_samplers():
+    assert select_positions(20, 5, "first", start=3).tolist() == [3, 4, 5, 6, 7]
+    assert select_positions(9, 3, "even").tolist() == [0, 4, 8]
+    # onset/offset are 1-based frame numbers
+    assert select_positions(30, 3, "onset_offset", onset=11, offset=21).tolist() == [10, 15, 20]
+
+
+def test_short_clips_are_padded_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert select_positions(3, 5, "first").tolist() == [0, 1, 2, 2, 2]
+        assert select_positions(2, 4, "even").tolist() == [0, 0, 1, 1]
+    assert len(caplog.records) == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(sampler="onset_offset"), "onset/offset missing"),
+        (dict(sampler="onset_offset", onset=5, offset=40), "outside the clip"),
+        (dict(sampler="random"), "unknown sampler"),
+    ],
+)
+def test_select_positions_errors(kwargs, message):
+    with pytest.raises(DataError, match=message):
+        select_positions(30, 4, **kwargs)
+
+
+def test_video_and_frame_folder_read_the_same_frames(tmp_path):
+    frames = np.zeros((6, 32, 32, 3), np.uint8)
+    for index in range(6):
+        frames[index, :, :, 0] = 40 * index  # red grows over time
+        frames[index, :8, :8, 2] = 200  # a blue corner
+    write_video(tmp_path / "clip.avi", frames)
+    folder = tmp_path / "clip_frames"
+    folder.mkdir()
+    for index, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"reg_img{index + 46}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    assert count_frames(tmp_path / "clip.avi") == 6
+    assert count_frames(folder) == 6
+    positions = np.array([1, 4, 4])
+    from_video = np.stack(read_frames(tmp_path / "clip.avi", positions))
+    from_folder = np.stack(read_frames(folder, positions))
+    np.testing.assert_array_equal(from_folder, frames[positions])  # lossless PNG, RGB order
+    assert np.abs(from_video.astype(int) - frames[positions]).mean() < 6  # MJPG is lossy
+    clip = load_clip(folder, positions, size=16)
+    assert clip.shape == (3, 16, 16, 3) and clip.dtype == np.uint8
+    assert clip[0, 0, 0, 2] > 150 and clip[0, -1, -1, 2] < 50  # blue stays top-left: RGB kept
+    assert load_clip(folder, positions, size=16, grayscale=True).shape == (3, 16, 16, 1)
+
+
+def test_broken_media_get_named_errors(tmp_path):
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"not a video")
+    with pytest.raises(DataError, match="broken.avi"):
+        count_frames(broken)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "img1.jpg").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="img1.jpg"):
+        read_frames(folder, np.array([0]))

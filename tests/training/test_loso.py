@@ -1,0 +1,43 @@
+"""LOSO folds: no subject on both sides, every clip predicted exactly once."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mer.training.loso import loso_folds
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.sampled_from(["sub1", "sub2", "sub10", "s3", "7"]), min_size=3, max_size=40),
+    st.integers(0, 2),
+)
+def test_folds_partition_the_clips(subjects, validation):
+    names = set(subjects)
+    if len(names) < 2:
+        with pytest.raises(ValueError):
+            loso_folds(subjects)
+        return
+    validation = min(validation, len(names) - 2)
+    folds = loso_folds(subjects, validation, seed=3)
+    order = [fold.subject for fold in folds]
+    assert sorted(order) == sorted(names) and len(order) == len(names)
+    if {"sub2", "sub10"} <= names:
+        assert order.index("sub2") < order.index("sub10")  # natural, not lexical, order
+    tested = np.concatenate([fold.test for fold in folds])
+    assert sorted(tested) == list(range(len(subjects)))  # every clip exactly once
+    for fold in folds:
+        test_subjects = {subjects[i] for i in fold.test}
+        train_subjects = {subjects[i] for i in fold.train}
+        validation_subjects = {subjects[i] for i in fold.validation}
+        assert test_subjects == {fold.subject}
+        assert fold.subject not in train_subjects | validation_subjects
+        assert not train_subjects & validation_subjects
+        assert len(validation_subjects) == validation
+        assert len(fold.train) + len(fold.validation) + len(fold.test) == len(subjects)
+
+
+def test_validation_subjects_bounds():
+    with pytest.raises(ValueError, match="validation_subjects"):
+        loso_folds(["a", "b", "c"], validation_subjects=2)
