@@ -1,0 +1,69 @@
+"""Normalisation and streamed batches."""
+
+import numpy as np
+import pytest
+
+from mer.data.batches import ClipBatches, Normalizer
+
+RANDOM = np.random.default_rng(0)
+
+
+def _clips(count, frames=4, size=6, channels=3):
+    return [RANDOM.integers(0, 256, (frames, size, size, channels), dtype=np.uint8)
+            for _ in range(count)]
+
+
+def test_normalizer_modes():
+    clip = _clips(1)[0]
+    per_clip = Normalizer("per_clip")(clip)
+    assert per_clip.dtype == np.float32
+    assert abs(per_clip.mean()) < 1e-5 and abs(per_clip.std() - 1) < 1e-3
+    temporal = Normalizer("temporal")(clip)
+    np.testing.assert_allclose(temporal.mean(axis=0), 0, atol=1e-5)  # static part removed
+    assert abs(temporal.std() - 1) < 1e-3
+    static = np.repeat(clip[:1], 4, axis=0)
+    assert np.abs(Normalizer("temporal")(static)).max() == 0  # no movement, no signal
+    np.testing.assert_allclose(Normalizer("scale")(clip), clip / 255, rtol=1e-6)
+
+
+def test_train_fold_statistics_come_from_the_given_clips_only():
+    training = _clips(5)
+    normalizer = Normalizer.fit("train_fold", training)
+    stacked = np.stack(training).reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(normalizer.mean, stacked.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(normalizer.std, stacked.std(0), rtol=1e-4)
+    assert Normalizer.fit("per_clip", training).mean is None
+    with pytest.raises(ValueError, match="'zscore'"):
+        Normalizer("zscore")
+
+
+def test_batches_cover_every_clip_once_per_epoch_deterministically():
+    clips = _clips(11)
+    labels = np.arange(11) % 3
+    batches = ClipBatches([clips], labels, 3, 4, Normalizer("scale"), shuffle=True, seed=5)
+    assert len(batches) == 3
+    seen = []
+    for index in range(len(batches)):
+        inputs, targets = batches[index]
+        assert inputs.dtype == np.float32 and inputs.shape[1:] == (4, 6, 6, 3)
+        assert targets.shape == (len(inputs), 3)
+        for clip_input, target in zip(inputs, targets, strict=True):
+            match = [i for i, c in enumerate(clips) if np.allclose(c / 255, clip_input)]
+            assert len(match) == 1 and target.argmax() == labels[match[0]]
+            seen.append(match[0])
+    assert sorted(seen) == list(range(11))
+    first_order = batches.order.copy()
+    batches.on_epoch_end()
+    assert not np.array_equal(first_order, batches.order)
+    again = ClipBatches([clips], labels, 3, 4, Normalizer("scale"), shuffle=True, seed=5)
+    np.testing.assert_array_equal(again.order, first_order)
+
+
+def test_two_streams_and_prediction_batches():
+    first, second = _clips(3), _clips(3)
+    batches = ClipBatches([first, second], None, 3, 2, Normalizer("scale"))
+    (inputs,) = batches[1]
+    assert isinstance(inputs, tuple) and len(inputs) == 2
+    np.testing.assert_allclose(inputs[1][0], second[2] / 255, rtol=1e-6)
+    with pytest.raises(ValueError, match="equal length"):
+        ClipBatches([first, second[:2]], None, 3, 2, Normalizer("scale"))

@@ -1,0 +1,99 @@
+"""A tiny LOSO run of ME_model.py: 3 subjects, tiny frames, 1 epoch, every output checked."""
+
+import json
+import logging
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from mer.cli import run_script
+from mer.config import PROJECT_ROOT
+from tests.data.replicas import class_folder_dataset
+
+TINY = [
+    "data.frames=4",
+    "data.size=16",
+    "data.sampler=even",
+    "train.epochs=1",
+    "train.batch_size=4",
+    "model.branch_filters=4",
+    "model.merge_filters=4",
+    "model.gru_units=32",
+    "model.heads=4",
+    "model.dense_units=[8, 8]",
+    "model.head_units=[8, 4]",
+]
+
+
+@pytest.fixture
+def tiny_run_arguments(tmp_path):
+    sheet = class_folder_dataset(tmp_path / "dataset")
+    overrides = TINY + [
+        f"data.root={tmp_path / 'dataset'}",
+        f"data.sheet={sheet}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"run.output_dir={tmp_path / 'runs'}",
+    ]
+    return [argument for item in overrides for argument in ("--set", item)]
+
+
+def test_tiny_loso_run_writes_every_output(tiny_run_arguments, tmp_path, capsys, caplog):
+    assert run_script("ME_model", "me_model.yaml", "test", tiny_run_arguments) == 0
+    output = capsys.readouterr().out.strip().splitlines()
+    assert output[-1].startswith("Results: ")
+    run_dir = tmp_path / "runs" / output[-1].split("Results: ")[1].split("/")[-1]
+    assert run_dir.name.startswith("ME_model-dataset-")
+    assert any(line.startswith("Overall (MEGC2019 pooled, 9 clips)") for line in output)
+
+    predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"subject": str})
+    assert list(predictions.columns) == ["subject", "sample", "y_true", "y_pred", "prob_negative",
+                                         "prob_positive", "prob_surprise"]
+    assert sorted(predictions["sample"]) == sorted(
+        f"s{s}_{c}" for s in (1, 2, 3) for c in ("negative", "positive", "surprise")
+    )  # every clip predicted exactly once
+    sums = predictions[["prob_negative", "prob_positive", "prob_surprise"]].sum(axis=1)
+    assert (abs(sums - 1) < 1e-4).all()
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("uf1", "uar", "acc", "mean_over_subjects", "versions", "seed", "timings"):
+        assert key in summary
+    assert summary["clips"] == 9 and summary["subjects"] == 3
+    per_subject = pd.read_csv(run_dir / "per_subject.csv")
+    assert list(per_subject["subject"]) == [1, 2, 3]
+    for name in ("config.yaml", "manifest.csv", "confusion_matrix.png", "training_curves.png",
+                 "class_distribution.png", "per_subject_uf1.png"):
+        assert (run_dir / name).stat().st_size > 0, name
+    for subject in ("1", "2", "3"):
+        fold = run_dir / "folds" / subject
+        assert (fold / "model.weights.h5").is_file()
+        assert json.loads((fold / "history.json").read_text())["loss"]
+        assert list((fold / "tensorboard").rglob("events.out.tfevents.*"))
+
+    # A second run preprocesses nothing: every clip comes from the cache.
+    with caplog.at_level(logging.INFO, logger="mer.data.sources"):
+        assert run_script("ME_model", "me_model.yaml", "test", tiny_run_arguments) == 0
+    assert "9 of 9 clips came from the cache" in caplog.text
+
+
+def test_script_dry_run_summary_and_errors(tiny_run_arguments, tmp_path):
+    script = [sys.executable, str(PROJECT_ROOT / "ME_model.py")]
+    dry = subprocess.run(script + tiny_run_arguments + ["--dry-run"], capture_output=True,
+                         text=True, timeout=300)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "9 clips, 3 subjects" in dry.stdout and "LOSO, 3 folds" in dry.stdout
+    assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+
+    summary = subprocess.run(script + ["--set", "data.root=x", "--set", "data.sheet=y",
+                                       "--summary"], capture_output=True, text=True, timeout=300)
+    assert summary.returncode == 0 and "Total parameters: 2,836,759" in summary.stdout
+
+    bad = subprocess.run(script + ["--set", "train.epoch=3"], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and "unknown config key train.'epoch'" in bad.stderr
+    missing = subprocess.run(script + ["--set", f"data.root={tmp_path}/none", "--set",
+                                       f"data.sheet={tmp_path}/none.xlsx", "--dry-run"],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
