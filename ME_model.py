@@ -2,15 +2,12 @@
 
     python ME_model.py                                  # the built-in demo, a few minutes on CPU
     python ME_model.py --set data.root=DIR --set data.sheet=SHEET.xlsx
-    python ME_model.py --config config/me_model.yaml --summary
+    python ME_model.py --summary                        # the model and its parameter count
 """
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
-
-from mer.cli import run_script  # noqa: E402
+from mer.cli import run_script
 
 if __name__ == "__main__":
     sys.exit(

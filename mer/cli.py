@@ -77,3 +77,91 @@ def run_script(script: str, default_config: str, description: str,
         print(f"{script}: data error: {error}", file=sys.stderr)
         return EXIT_USAGE
     return 0
+
+
+def _named_paths(values: Sequence[str], option: str) -> tuple[str | None, dict[str, str]]:
+    """`--root DIR` (one dataset) or repeatable `--root name=DIR` (a composite's parts)."""
+    plain = [value for value in values if "=" not in value]
+    named = dict(value.split("=", 1) for value in values if "=" in value)
+    if len(plain) > 1:
+        raise ConfigError(f"{option} given twice without a name: {plain}")
+    return (plain[0] if plain else None), named
+
+
+def manifest_command(arguments: argparse.Namespace) -> int:
+    """`python -m mer manifest`: a dataset's samples and problems, without training."""
+    from mer.data.datasets import (
+        build_composite_manifest,
+        build_dataset_manifest,
+        load_dataset_spec,
+        sheet_path,
+    )
+    from mer.evaluation.report import natural_sort_key, write_csv
+
+    spec = load_dataset_spec(arguments.dataset)
+    root, roots = _named_paths(arguments.root, "--root")
+    sheet, sheets = _named_paths(arguments.sheet, "--sheet")
+    if spec.parts:
+        manifest = build_composite_manifest(
+            spec, roots, sheets, arguments.gt, sheets_only=arguments.sheets_only
+        )
+    else:
+        root_path = resolve_path(root) if root else None
+        manifest = build_dataset_manifest(
+            spec,
+            root_path,
+            sheet_path(spec, root_path, sheet),
+            arguments.protocol,
+            sheets_only=arguments.sheets_only,
+        )
+    samples = manifest.samples
+    classes = spec.classes(arguments.protocol)
+    print(f"{spec.name}: {len(samples)} samples, {samples['subject'].nunique()} subjects")
+    counts = samples["label"].value_counts()
+    print("  per class: " + ", ".join(f"{name} {counts.get(name, 0)}" for name in classes))
+    if "part" in samples and samples["part"].notna().any():
+        for part, rows in samples.groupby("part"):
+            print(f"  {part}: {len(rows)} samples, {rows['subject'].nunique()} subjects")
+    per_subject = samples.groupby("subject")["label"].value_counts().unstack(fill_value=0)
+    per_subject = per_subject.reindex(columns=classes, fill_value=0)
+    per_subject = per_subject.loc[sorted(per_subject.index, key=natural_sort_key)]
+    print("  per subject:")
+    print("    " + per_subject.to_string().replace("\n", "\n    "))
+    if manifest.excluded_emotions:
+        print(
+            "  outside the class table: "
+            + ", ".join(f"{key} {count}" for key, count in manifest.excluded_emotions.items())
+        )
+    problems = manifest.problems
+    excluded = int(problems["excluded"].astype(bool).sum())
+    print(f"Problems: {len(problems)} ({excluded} excluded a sample)")
+    for row in problems.itertuples():
+        status = "EXCLUDED" if row.excluded else "note"
+        print(f"  [{status}] {row.where}: {row.sample + ': ' if row.sample else ''}{row.problem}")
+    write_csv(arguments.out, samples)
+    print(f"Manifest: {Path(arguments.out).resolve()}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m mer <command>`."""
+    parser = argparse.ArgumentParser(prog="python -m mer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    manifest = commands.add_parser("manifest", help="inspect a dataset: samples and problems")
+    manifest.add_argument("--dataset", required=True, help="a name in config/datasets/")
+    manifest.add_argument("--root", action="append", default=[], metavar="[NAME=]DIR",
+                          help="dataset folder; NAME=DIR per part of a composite (repeatable)")
+    manifest.add_argument("--sheet", action="append", default=[], metavar="[NAME=]FILE",
+                          help="annotation sheet; NAME=FILE per part (default: the dataset's)")
+    manifest.add_argument("--protocol", help="class table (default: the dataset's)")
+    manifest.add_argument("--gt", help="composite: the official list (default: the project's copy)")
+    manifest.add_argument("--sheets-only", action="store_true",
+                          help="check the sheets without the media")
+    manifest.add_argument("--out", default="manifest.csv", help="where to write the manifest")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return manifest_command(arguments)
+    except (ConfigError, DataError) as error:
+        print(f"mer {arguments.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE

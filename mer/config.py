@@ -57,7 +57,14 @@ class DataConfig:
     sheet: str | None = None  # annotation sheet (.xlsx/.csv) mapping Filename -> Subject
     sheet_name: str | None = None  # worksheet; None takes the first
     name: str | None = None  # dataset name in the run folder; None: the root folder's name
-    layout: Literal["class_folders"] = "class_folders"
+    # "class_folders" (the published layout) or a dataset of config/datasets/<name>.yaml
+    layout: str = "class_folders"
+    protocol: str | None = None  # class table of a dataset layout; None: the dataset's default
+    roots: dict[str, str] = dataclasses.field(default_factory=dict)  # composite: part -> root
+    sheets: dict[str, str] = dataclasses.field(default_factory=dict)  # composite: part -> sheet
+    ground_truth: str | None = None  # composite: the official list; None: the dataset's default
+    on_bad: Literal["error", "skip"] = "error"  # a bad row or clip stops the run, or is skipped
+    # class_folders only: folder names and label order (dataset layouts take their protocol's)
     classes: list[str] = dataclasses.field(
         default_factory=lambda: ["negative", "positive", "surprise"]
     )
@@ -111,6 +118,7 @@ class RunConfig:
     """Where and how a run writes its results."""
 
     output_dir: str = "runs"
+    split_lists_dir: str = "txt"  # LOSO lists per dataset, as the MEGC2019 tooling writes them
     tensorboard: bool = True  # per-fold logs; needs TensorFlow
     save_weights: bool = True  # final weights of each fold
     demo_config: str = "demo.yaml"  # preset used when data.root is not set (in config/)
@@ -160,8 +168,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         except yaml.YAMLError as error:
             raise ConfigError(f"override {override!r}: value is not valid YAML") from error
         _set_dotted(values, key.strip(), value)
-    config = _build(ExperimentConfig, values, "")
-    _check(config)
+    config = build_typed(ExperimentConfig, values, "")
+    check_config(config)
     return config
 
 
@@ -203,7 +211,12 @@ def _set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _build(cls: type, values: Any, where: str) -> Any:
+def build_typed(cls: type, values: Any, where: str = "") -> Any:
+    """The dataclass `cls` from a nested mapping, checking keys and types (see `load_config`).
+
+    Raises:
+        ConfigError: an unknown key or a value of the wrong type, named by its dotted path.
+    """
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {values!r}")
     hints = typing.get_type_hints(cls)
@@ -221,7 +234,7 @@ def _build(cls: type, values: Any, where: str) -> Any:
 
 def _convert(kind: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(kind):
-        return _build(kind, value, where + ".")
+        return build_typed(kind, value, where + ".")
     origin = typing.get_origin(kind)
     arguments = typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
@@ -233,6 +246,15 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
         if value not in arguments:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, arguments))}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {
+            _convert(arguments[0], key, f"{where} key"): _convert(
+                arguments[1], item, f"{where}.{key}"
+            )
+            for key, item in value.items()
+        }
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -246,8 +268,12 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
 
 
-def _check(config: ExperimentConfig) -> None:
-    """Value checks that types alone cannot express."""
+def check_config(config: ExperimentConfig) -> None:
+    """Value checks that types alone cannot express.
+
+    Raises:
+        ConfigError: naming the key and the value.
+    """
     positive = {
         "data.frames": config.data.frames,
         "data.size": config.data.size,

@@ -5,6 +5,7 @@ Both entry scripts call `run_experiment`; they differ only by their config.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import platform
 import sys
@@ -17,8 +18,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mer.config import ExperimentConfig, resolve_path
-from mer.data.sources import DatasetSource, load_manifest, preprocess, resolve_source
+from mer.config import ExperimentConfig, check_config, resolve_path
+from mer.data.sources import (
+    DatasetSource,
+    load_manifest,
+    preprocess,
+    resolve_source,
+    usable_samples,
+)
 from mer.evaluation import plots
 from mer.evaluation.report import (
     format_report,
@@ -27,7 +34,7 @@ from mer.evaluation.report import (
     write_csv,
     write_json,
 )
-from mer.training.loso import FoldResult, build_model, loso_folds, run_loso
+from mer.training.loso import FoldResult, build_model, loso_folds, run_loso, write_split_lists
 
 
 def make_run_dir(config: ExperimentConfig, script: str, dataset: str) -> Path:
@@ -70,8 +77,10 @@ def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.Dat
     counts = manifest["label"].value_counts()
     subjects = manifest["subject"].nunique()
     model = build_model(config, input_shape(config))
-    print(f"Dataset {source.name}{' (built-in demo)' if source.demo else ''}: {source.root}")
-    print(f"  sheet {source.sheet}")
+    where = source.root if source.root is not None else "parts " + ", ".join(source.spec.parts)
+    print(f"Dataset {source.name}{' (built-in demo)' if source.demo else ''}: {where}")
+    if source.sheet is not None:
+        print(f"  sheet {source.sheet}")
     print(
         f"  {len(manifest)} clips, {subjects} subjects; classes "
         + ", ".join(f"{name} {counts.get(name, 0)}" for name in config.data.classes)
@@ -86,9 +95,7 @@ def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.Dat
     )
 
 
-def run_experiment(
-    config: ExperimentConfig, script: str, *, dry_run: bool = False
-) -> Path | None:
+def run_experiment(config: ExperimentConfig, script: str, *, dry_run: bool = False) -> Path | None:
     """Runs LOSO training and evaluation, writing everything into a new run folder.
 
     Args:
@@ -101,7 +108,12 @@ def run_experiment(
     """
     started = time.perf_counter()
     source = resolve_source(config.data)
-    manifest = load_manifest(config.data, source)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, classes=source.classes(config.data))
+    )
+    check_config(config)  # class weights against the protocol's classes
+    found = load_manifest(config.data, source)
+    manifest = usable_samples(config.data, found)
     print_plan(config, source, manifest)
     if dry_run:
         return None
@@ -109,6 +121,9 @@ def run_experiment(
     run_dir = make_run_dir(config, script, source.name)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_csv(run_dir / "manifest.csv", manifest)
+    if len(found.problems):
+        write_csv(run_dir / "problems.csv", found.problems)
+        write_csv(run_dir / "skipped.csv", found.excluded_problems())
     plots.plot_class_distribution(
         manifest["label"].value_counts().reindex(config.data.classes, fill_value=0).to_dict(),
         run_dir / "class_distribution.png",
@@ -119,9 +134,9 @@ def run_experiment(
     preprocess_seconds = time.perf_counter() - preprocess_started
 
     labels = np.array([config.data.classes.index(label) for label in manifest["label"]])
-    folds = loso_folds(
-        manifest["subject"].tolist(), config.train.validation_subjects, config.seed
-    )
+    folds = loso_folds(manifest["subject"].tolist(), config.train.validation_subjects, config.seed)
+    for directory in (run_dir / "splits", resolve_path(config.run.split_lists_dir) / source.name):
+        write_split_lists(folds, manifest, labels, directory)
     results = run_loso(folds, [clips], labels, config, run_dir)
 
     predictions = predictions_table(manifest, config.data.classes, results)
@@ -130,6 +145,7 @@ def run_experiment(
     summary.update(
         protocol="loso: fixed epochs, final weights; the held-out subject is only predicted",
         dataset=source.name,
+        skipped=len(found.excluded_problems()),
         seed=config.seed,
         versions=versions(),
         timings={
@@ -164,6 +180,8 @@ def predictions_table(
                 "y_pred": [class_names[index] for index in result.probabilities.argmax(axis=1)],
             }
         )
+        if "part" in rows and manifest["part"].nunique() > 1:
+            frame["part"] = rows["part"].to_numpy()
         for index, name in enumerate(class_names):
             frame[f"prob_{name}"] = np.round(result.probabilities[:, index], 6)
         frames.append(frame)
@@ -179,12 +197,20 @@ def write_plots(
 ) -> None:
     """The run's figures: confusion matrices, per-subject scores, training curves."""
     matrix = np.asarray(summary["confusion_matrix"])
-    plots.plot_confusion_matrix(matrix, class_names, run_dir / "confusion_matrix.png",
-                                title="Pooled LOSO predictions (counts)")
-    plots.plot_confusion_matrix(matrix, class_names, run_dir / "confusion_matrix_normalized.png",
-                                normalize=True, title="Pooled LOSO predictions (row-normalised)")
+    plots.plot_confusion_matrix(
+        matrix,
+        class_names,
+        run_dir / "confusion_matrix.png",
+        title="Pooled LOSO predictions (counts)",
+    )
+    plots.plot_confusion_matrix(
+        matrix,
+        class_names,
+        run_dir / "confusion_matrix_normalized.png",
+        normalize=True,
+        title="Pooled LOSO predictions (row-normalised)",
+    )
     plots.plot_subject_scores(table, run_dir / "per_subject_uf1.png")
     plots.plot_training_curves(
         {result.subject: result.history for result in results}, run_dir / "training_curves.png"
     )
-

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 
@@ -35,6 +36,7 @@ def tiny_run_arguments(tmp_path):
         f"data.sheet={sheet}",
         f"data.cache_dir={tmp_path / 'cache'}",
         f"run.output_dir={tmp_path / 'runs'}",
+        f"run.split_lists_dir={tmp_path / 'txt'}",
     ]
     return [argument for item in overrides for argument in ("--set", item)]
 
@@ -97,3 +99,79 @@ def test_script_dry_run_summary_and_errors(tiny_run_arguments, tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "not found" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def _casme2_replica(root):
+    """Three CASME II subjects as released (Cropped: reg_imgN.jpg), one clip per class."""
+    import cv2
+    import numpy as np
+
+    from tests.data.replicas import write_sheet
+
+    rows, random = [], np.random.default_rng(1)
+    emotions = ["disgust", "happiness", "surprise", "others"]
+    for subject in (1, 2, 3):
+        for index, emotion in enumerate(emotions):
+            name = f"EP0{index + 1}_0{subject}f"
+            folder = root / f"sub{subject:02d}" / name
+            folder.mkdir(parents=True)
+            for number in range(40, 52):
+                image = random.integers(0, 255, (20, 20, 3), dtype=np.uint8)
+                cv2.imwrite(str(folder / f"reg_img{number}.jpg"), image)
+            rows.append([f"{subject:02d}", name, None, 41, 45, 50, None, "4+L10", emotion])
+    sheet = root / "coding.xlsx"
+    write_sheet(sheet, rows, header=["Subject", "Filename", "", "OnsetFrame", "ApexFrame",
+                                     "OffsetFrame", "", "Action Units", "Estimated Emotion"])
+    return sheet
+
+
+def test_a_dataset_layout_trains_and_writes_split_lists(tmp_path, capsys):
+    sheet = _casme2_replica(tmp_path / "casme2")
+    overrides = TINY + [
+        "data.layout=casme2",
+        "data.sampler=onset_offset",
+        f"data.root={tmp_path / 'casme2'}",
+        f"data.sheet={sheet}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"run.output_dir={tmp_path / 'runs'}",
+        f"run.split_lists_dir={tmp_path / 'txt'}",
+    ]
+    arguments = [argument for item in overrides for argument in ("--set", item)]
+    assert run_script("ME_model", "me_model.yaml", "test", arguments) == 0
+    run_dir = tmp_path / "runs" / capsys.readouterr().out.strip().splitlines()[-1].split("/")[-1]
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    assert len(predictions) == 9  # "others" is outside the MEGC2019 table
+    assert set(predictions["subject"]) == {"sub01", "sub02", "sub03"}
+    splits = run_dir / "splits"
+    assert (splits / "subName.txt").read_text().split() == ["sub01", "sub02", "sub03"]
+    test_lines = (splits / "sub02_test.txt").read_text().splitlines()
+    assert len(test_lines) == 3 and all("sub02" in line for line in test_lines)
+    assert not any("sub02" in line for line in (splits / "sub02_train.txt").read_text().split())
+    shared = tmp_path / "txt" / "casme2"
+    assert (shared / "sub01_test.txt").read_text() == (splits / "sub01_test.txt").read_text()
+
+    # A missing clip folder stops the run with its name, or is skipped and listed on request.
+    shutil.rmtree(tmp_path / "casme2" / "sub03" / "EP03_03f")
+    assert run_script("ME_model", "me_model.yaml", "test", arguments + ["--dry-run"]) == 2
+    assert "EP03_03f" in capsys.readouterr().err
+    skip = arguments + ["--set", "data.on_bad=skip"]
+    assert run_script("ME_model", "me_model.yaml", "test", skip) == 0
+    run_dir = tmp_path / "runs" / capsys.readouterr().out.strip().splitlines()[-1].split("/")[-1]
+    skipped = pd.read_csv(run_dir / "skipped.csv")
+    assert list(skipped["sample"]) == ["sub03/EP03_03f"]
+    assert len(pd.read_csv(run_dir / "predictions.csv")) == 8
+
+
+def test_manifest_command(tmp_path):
+    out = tmp_path / "manifest.csv"
+    done = subprocess.run([sys.executable, "-m", "mer", "manifest", "--dataset", "casme2",
+                           "--sheets-only", "--out", str(out)], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "casme2: 147 samples, 24 subjects" in done.stdout
+    assert "negative 90, positive 32, surprise 25" in done.stdout
+    assert "row 31" in done.stdout
+    assert len(pd.read_csv(out)) == 147
+    unknown = subprocess.run([sys.executable, "-m", "mer", "manifest", "--dataset", "casme9"],
+                             capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
+    assert unknown.returncode == 2 and "known: casme2" in unknown.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -37,8 +38,8 @@ def frame_files(folder: Path) -> list[Path]:
     images = [child for child in folder.iterdir() if child.suffix.lower() in IMAGE_EXTENSIONS]
 
     def key(path: Path) -> tuple[int, str]:
-        match = _LAST_NUMBER.search(path.stem)
-        return (int(match.group(1)) if match else -1, path.name)
+        number = file_number(path)
+        return (-1 if number is None else number, path.name)
 
     return sorted(images, key=key)
 
@@ -61,8 +62,26 @@ def count_frames(path: Path) -> int:
     return count
 
 
+def file_number(path: Path) -> int | None:
+    """The frame number written in a frame file's name (its last digit run), or None."""
+    match = _LAST_NUMBER.search(path.stem)
+    return int(match.group(1)) if match else None
+
+
+def frame_numbers(path: Path, count: int | None = None) -> list[int]:
+    """The frame numbers of a clip, in order: file numbers for a folder, 1..n for a video.
+
+    Args:
+        path: the clip.
+        count: a video's frame count when already known (saves decoding it again).
+    """
+    if path.is_dir():
+        return [file_number(file) or 0 for file in frame_files(path)]
+    return list(range(1, (count if count is not None else count_frames(path)) + 1))
+
+
 def select_positions(
-    available: int,
+    numbers: Sequence[int],
     count: int,
     sampler: str,
     *,
@@ -71,19 +90,20 @@ def select_positions(
     start: int = 0,
     where: str = "",
 ) -> np.ndarray:
-    """0-based positions of the `count` frames to use from a clip of `available` frames.
+    """0-based positions of the `count` frames to use from a clip with these frame numbers.
 
     Samplers:
     - "first": `count` consecutive frames from position `start` (the published `framerange`);
     - "even": `count` positions evenly spaced over the whole clip;
-    - "onset_offset": onset..offset (1-based frame numbers, as in the sheets) resampled to
-      `count` positions.
+    - "onset_offset": the frames numbered onset..offset (sheet frame numbers: image file
+      numbers, or 1-based positions in a video) resampled to `count` positions.
     A clip too short for the request is padded by repeating frames (nearest-neighbour
     resampling), with a warning, never an error.
 
     Raises:
         DataError: an empty clip, an unknown sampler, or onset/offset missing or out of range.
     """
+    available = len(numbers)
     if available < 1:
         raise DataError(f"{where}: the clip has no frames")
     if sampler == "first":
@@ -97,23 +117,23 @@ def select_positions(
             positions = np.minimum(positions, available - 1)
         return positions
     if sampler == "even":
-        first, last = 0, available - 1
+        span = np.arange(available)
     elif sampler == "onset_offset":
         if onset is None or offset is None:
             raise DataError(f"{where}: onset/offset missing; use data.sampler=even or fix the sheet")
-        if not 1 <= onset <= offset <= available:
+        values = np.asarray(numbers)
+        span = np.flatnonzero((values >= onset) & (values <= offset))
+        if offset < onset or not len(span):
             raise DataError(
-                f"{where}: onset {onset} / offset {offset} outside the clip's 1..{available} frames"
+                f"{where}: no frame numbered {onset}..{offset}; the clip has frames "
+                f"{values.min()}..{values.max()}"
             )
-        first, last = onset - 1, offset - 1
     else:
         raise DataError(f"unknown sampler {sampler!r}; use one of {SAMPLERS}")
-    if last - first + 1 < count:
-        logger.warning(
-            "%s: %d frames in the span, %d needed; frames are repeated", where, last - first + 1,
-            count,
-        )
-    return np.rint(np.linspace(first, last, count)).astype(int)
+    if len(span) < count:
+        logger.warning("%s: %d frames in the span, %d needed; frames are repeated", where,
+                       len(span), count)
+    return span[np.rint(np.linspace(0, len(span) - 1, count)).astype(int)]
 
 
 def read_frames(path: Path, positions: np.ndarray) -> list[np.ndarray]:

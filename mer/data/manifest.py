@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -26,6 +27,22 @@ MANIFEST_COLUMNS = [
     "path",
     "frames",
 ]
+PROBLEM_COLUMNS = ["where", "sample", "problem", "excluded"]
+
+
+@dataclasses.dataclass
+class Manifest:
+    """Samples, the problems found on the way, and what the class table left out."""
+
+    samples: pd.DataFrame  # MANIFEST_COLUMNS, plus "part" and "megc_subject" for datasets
+    problems: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=PROBLEM_COLUMNS)
+    )
+    excluded_emotions: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def excluded_problems(self) -> pd.DataFrame:
+        """Problems that removed a sample."""
+        return self.problems[self.problems["excluded"].astype(bool)]
 
 
 def class_folder_clips(root: Path, classes: list[str]) -> pd.DataFrame:
@@ -91,8 +108,9 @@ def sheet_annotations(data: DataConfig, sheet: Path) -> pd.DataFrame:
             value = record[column] if column in frame.columns else None
             row[key] = value if key == "aus" else frame_number(value)
         rows.append(row)
-    annotations = pd.DataFrame(rows, columns=["subject", "filename", "onset", "apex", "offset",
-                                              "aus", "row"])
+    annotations = pd.DataFrame(
+        rows, columns=["subject", "filename", "onset", "apex", "offset", "aus", "row"]
+    )
     repeated = annotations[annotations.duplicated("filename", keep=False)]
     conflicting = repeated.groupby("filename")["subject"].nunique()
     if (conflicting > 1).any():
@@ -105,7 +123,7 @@ def sheet_annotations(data: DataConfig, sheet: Path) -> pd.DataFrame:
     return annotations.drop_duplicates("filename")
 
 
-def build_manifest(data: DataConfig, root: Path, sheet: Path, dataset: str) -> pd.DataFrame:
+def build_manifest(data: DataConfig, root: Path, sheet: Path, dataset: str) -> Manifest:
     """Joins the clips on disk with the sheet: one row per clip, in a stable order.
 
     Raises:
@@ -121,10 +139,11 @@ def build_manifest(data: DataConfig, root: Path, sheet: Path, dataset: str) -> p
         )
     unused = sorted(set(annotations.index) - set(clips["filename"]))
     if unused:
-        logger.warning("%d sheet row(s) have no clip under %s, e.g. %s", len(unused), root,
-                       unused[:3])
+        logger.warning(
+            "%d sheet row(s) have no clip under %s, e.g. %s", len(unused), root, unused[:3]
+        )
     manifest = clips.join(annotations, on="filename")
     manifest["dataset"] = dataset
     manifest["sample"] = manifest["filename"]
     manifest["frames"] = [count_frames(Path(path)) for path in manifest["path"]]
-    return manifest[MANIFEST_COLUMNS].reset_index(drop=True)
+    return Manifest(manifest[MANIFEST_COLUMNS].reset_index(drop=True))

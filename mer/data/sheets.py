@@ -32,7 +32,9 @@ def read_sheet(path: str | Path, sheet_name: str | None = None, header_row: int 
         raise DataError(f"annotation sheet not found: {path} (set data.sheet)")
     try:
         if path.suffix.lower() == ".csv":
-            frame = pd.read_csv(path, header=header_row, dtype=str, keep_default_na=False)
+            frame = pd.read_csv(
+                path, header=header_row, dtype=str, keep_default_na=False, skip_blank_lines=False
+            )
         elif path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
             with pd.ExcelFile(path) as workbook:
                 name = workbook.sheet_names[0] if sheet_name is None else sheet_name

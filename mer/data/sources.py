@@ -11,45 +11,94 @@ import pandas as pd
 
 from mer.config import DataConfig, resolve_path
 from mer.data.cache import ClipCache
-from mer.data.frames import load_clip, select_positions
-from mer.data.manifest import build_manifest
+from mer.data.frames import frame_numbers, load_clip, select_positions
+from mer.data.datasets import (
+    DatasetSpec,
+    build_composite_manifest,
+    build_dataset_manifest,
+    load_dataset_spec,
+    sheet_path,
+)
+from mer.data.manifest import Manifest, build_manifest
 from mer.data.sheets import DataError
 from mer.data.synthetic import DemoSpec, generate_demo
 
 logger = logging.getLogger(__name__)
 
 DEMO_ROOT = "data/demo"
-PREPROCESSING_VERSION = 1  # bump when frame loading changes, so old cache entries are not reused
+PREPROCESSING_VERSION = 2  # bump when frame loading changes, so old cache entries are not reused
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSource:
     """Where a dataset's media and sheet are, and its name in run folders."""
 
-    root: Path
-    sheet: Path
+    root: Path | None
+    sheet: Path | None
     name: str
     demo: bool
+    spec: DatasetSpec | None = None  # None: the published class-folder layout
+
+    def classes(self, data: DataConfig) -> list[str]:
+        """Label order: the protocol's for a dataset layout, data.classes for class folders."""
+        return data.classes if self.spec is None else self.spec.classes(data.protocol)
 
 
 def resolve_source(data: DataConfig) -> DatasetSource:
-    """The configured dataset, or the built-in demo (generated on first use) when no root is set."""
+    """The configured dataset, or the built-in demo (generated on first use) when none is set."""
+    if data.layout != "class_folders":
+        spec = load_dataset_spec(data.layout)
+        if spec.parts:
+            return DatasetSource(None, None, data.name or spec.name, False, spec)
+        root = resolve_path(data.root) if data.root is not None else None
+        if root is None:
+            raise DataError(f"data.layout={data.layout} needs data.root (the dataset folder)")
+        return DatasetSource(
+            root, sheet_path(spec, root, data.sheet), data.name or spec.name, False, spec
+        )
     if data.root is None:
         if data.sheet is not None:
-            raise DataError("data.sheet is set but data.root is not: set both, or neither for the demo")
+            raise DataError(
+                "data.sheet is set but data.root is not: set both, or neither for the demo"
+            )
         root = resolve_path(DEMO_ROOT)
         spec = DemoSpec(**dataclasses.asdict(data.demo))
         sheet = generate_demo(root, spec)
         return DatasetSource(root, sheet, data.name or "demo", True)
     if data.sheet is None:
-        raise DataError("data.root is set but data.sheet is not: the sheet gives each clip's subject")
+        raise DataError(
+            "data.root is set but data.sheet is not: the sheet gives each clip's subject"
+        )
     root = resolve_path(data.root)
     return DatasetSource(root, resolve_path(data.sheet), data.name or root.name, False)
 
 
-def load_manifest(data: DataConfig, source: DatasetSource) -> pd.DataFrame:
-    """The manifest of the source's clips (see `mer.data.manifest`)."""
-    return build_manifest(data, source.root, source.sheet, source.name)
+def load_manifest(data: DataConfig, source: DatasetSource) -> Manifest:
+    """The source's samples and the problems met (see `mer.data.manifest`, `.datasets`)."""
+    if source.spec is None:
+        return build_manifest(data, source.root, source.sheet, source.name)
+    if source.spec.parts:
+        return build_composite_manifest(source.spec, data.roots, data.sheets, data.ground_truth)
+    return build_dataset_manifest(source.spec, source.root, source.sheet, data.protocol)
+
+
+def usable_samples(data: DataConfig, manifest: Manifest) -> pd.DataFrame:
+    """The samples to train on; a problem that removed one stops the run unless on_bad=skip.
+
+    Raises:
+        DataError: naming the first problems and the ways out.
+    """
+    bad = manifest.excluded_problems()
+    if len(bad) and data.on_bad == "error":
+        listing = "; ".join(f"{row.where}: {row.problem}" for row in bad.head(3).itertuples())
+        raise DataError(
+            f"{len(bad)} sample(s) unusable, e.g. {listing}. See all with `python -m mer "
+            "manifest`, fix them, or --set data.on_bad=skip to leave them out (listed in the "
+            "run folder's skipped.csv)"
+        )
+    for row in bad.itertuples():
+        logger.warning("skipped %s: %s (%s)", row.sample or "-", row.problem, row.where)
+    return manifest.samples
 
 
 def preprocessing_settings(data: DataConfig) -> dict:
@@ -78,8 +127,9 @@ def preprocess(data: DataConfig, manifest: pd.DataFrame) -> tuple[list[np.ndarra
 
     def maker(row: pd.Series):
         def make() -> np.ndarray:
+            path = Path(row["path"])
             positions = select_positions(
-                int(row["frames"]),
+                frame_numbers(path, int(row["frames"])),
                 data.frames,
                 data.sampler,
                 onset=_optional_int(row["onset"]),
@@ -87,7 +137,7 @@ def preprocess(data: DataConfig, manifest: pd.DataFrame) -> tuple[list[np.ndarra
                 start=data.frame_offset,
                 where=f"clip {row['sample']} ({row['path']})",
             )
-            return load_clip(Path(row["path"]), positions, data.size, data.grayscale)
+            return load_clip(path, positions, data.size, data.grayscale)
 
         return make
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 
 from mer.config import ExperimentConfig
 from mer.data.batches import ClipBatches, Normalizer
@@ -73,6 +74,23 @@ def loso_folds(subjects: Sequence[str], validation_subjects: int = 0, seed: int 
             )
         )
     return folds
+
+
+def write_split_lists(
+    folds: Sequence[Fold], manifest: pd.DataFrame, labels: np.ndarray, directory: Path
+) -> None:
+    """The folds as the MEGC2019 tooling writes them, so a split can be read and reused.
+
+    `subName.txt` lists the held-out subjects in fold order; `<subject>_train.txt` and
+    `<subject>_test.txt` list "<clip path> <label index>" per line.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "subName.txt").write_text("".join(f"{fold.subject}\n" for fold in folds))
+    paths = manifest["path"].to_numpy()
+    for fold in folds:
+        for kind, rows in (("train", fold.train), ("test", fold.test)):
+            lines = "".join(f"{paths[row]} {labels[row]}\n" for row in rows)
+            (directory / f"{fold.subject}_{kind}.txt").write_text(lines)
 
 
 def build_model(config: ExperimentConfig, input_shape: Sequence[int], streams: int = 1):
@@ -133,7 +151,10 @@ def train_fold(
     validation = None
     if len(fold.validation):
         validation = ClipBatches(
-            pick(fold.validation), labels[fold.validation], classes, config.train.batch_size,
+            pick(fold.validation),
+            labels[fold.validation],
+            classes,
+            config.train.batch_size,
             normalizer,
         )
     model = build_model(config, streams[0][0].shape, streams=len(streams))
@@ -153,9 +174,7 @@ def train_fold(
         callbacks=callbacks,
         verbose=_fit_verbosity(config.train.verbose),
     )
-    test_batches = ClipBatches(
-        pick(fold.test), None, classes, config.train.batch_size, normalizer
-    )
+    test_batches = ClipBatches(pick(fold.test), None, classes, config.train.batch_size, normalizer)
     probabilities = np.asarray(model.predict(test_batches, verbose=0), dtype=np.float64)
     if config.run.save_weights:
         model.save_weights(fold_dir / "model.weights.h5")

@@ -6,7 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from mer.data.frames import count_frames, frame_files, load_clip, read_frames, select_positions
+from mer.data.frames import (
+    count_frames,
+    frame_files,
+    frame_numbers,
+    load_clip,
+    read_frames,
+    select_positions,
+)
 from mer.data.sheets import DataError
 from tests.data.replicas import write_video
 
@@ -19,16 +26,19 @@ def test_frame_files_sort_numerically_whatever_the_prefix(tmp_path):
 
 
 def test_select_positions_samplers():
-    assert select_positions(20, 5, "first", start=3).tolist() == [3, 4, 5, 6, 7]
-    assert select_positions(9, 3, "even").tolist() == [0, 4, 8]
-    # onset/offset are 1-based frame numbers
-    assert select_positions(30, 3, "onset_offset", onset=11, offset=21).tolist() == [10, 15, 20]
+    video = range(1, 31)  # a video's frame numbers are 1-based positions
+    assert select_positions(video, 5, "first", start=3).tolist() == [3, 4, 5, 6, 7]
+    assert select_positions(range(1, 10), 3, "even").tolist() == [0, 4, 8]
+    assert select_positions(video, 3, "onset_offset", onset=11, offset=21).tolist() == [10, 15, 20]
+    # a frame folder's numbers are its file numbers, gaps included
+    folder = [46, 47, 48, 50, 51, 52, 53]
+    assert select_positions(folder, 3, "onset_offset", onset=47, offset=52).tolist() == [1, 3, 5]
 
 
 def test_short_clips_are_padded_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING):
-        assert select_positions(3, 5, "first").tolist() == [0, 1, 2, 2, 2]
-        assert select_positions(2, 4, "even").tolist() == [0, 0, 1, 1]
+        assert select_positions([1, 2, 3], 5, "first").tolist() == [0, 1, 2, 2, 2]
+        assert select_positions([1, 2], 4, "even").tolist() == [0, 0, 1, 1]
     assert len(caplog.records) == 2
 
 
@@ -36,13 +46,13 @@ def test_short_clips_are_padded_with_a_warning(caplog):
     "kwargs, message",
     [
         (dict(sampler="onset_offset"), "onset/offset missing"),
-        (dict(sampler="onset_offset", onset=5, offset=40), "outside the clip"),
+        (dict(sampler="onset_offset", onset=40, offset=45), "no frame numbered 40..45"),
         (dict(sampler="random"), "unknown sampler"),
     ],
 )
 def test_select_positions_errors(kwargs, message):
     with pytest.raises(DataError, match=message):
-        select_positions(30, 4, **kwargs)
+        select_positions(range(1, 31), 4, **kwargs)
 
 
 def test_video_and_frame_folder_read_the_same_frames(tmp_path):
@@ -57,6 +67,8 @@ def test_video_and_frame_folder_read_the_same_frames(tmp_path):
         cv2.imwrite(str(folder / f"reg_img{index + 46}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     assert count_frames(tmp_path / "clip.avi") == 6
     assert count_frames(folder) == 6
+    assert frame_numbers(folder) == [46, 47, 48, 49, 50, 51]
+    assert frame_numbers(tmp_path / "clip.avi") == [1, 2, 3, 4, 5, 6]
     positions = np.array([1, 4, 4])
     from_video = np.stack(read_frames(tmp_path / "clip.avi", positions))
     from_folder = np.stack(read_frames(folder, positions))

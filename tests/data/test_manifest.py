@@ -18,7 +18,7 @@ def dataset(tmp_path):
 
 def test_manifest_joins_videos_and_sheet(dataset):
     root, sheet = dataset
-    manifest = build_manifest(DataConfig(), root, sheet, "replica")
+    manifest = build_manifest(DataConfig(), root, sheet, "replica").samples
     assert list(manifest.columns) == MANIFEST_COLUMNS
     assert len(manifest) == 9
     assert list(manifest["label"][:3]) == ["negative"] * 3  # config class order, sorted listing
@@ -36,7 +36,7 @@ def test_csv_sheet_and_class_order_from_config(dataset):
                                     for c in ("negative", "positive", "surprise")]
     sheet.write_text("\n".join(lines) + "\n")
     data = DataConfig(classes=["surprise", "negative", "positive"])
-    manifest = build_manifest(data, root, sheet, "replica")
+    manifest = build_manifest(data, root, sheet, "replica").samples
     assert list(manifest["label"][:3]) == ["surprise"] * 3
     assert manifest["onset"].isna().all()
 
@@ -75,7 +75,7 @@ def test_sheet_rows_without_media_are_reported(dataset, caplog):
             for c in ("negative", "positive", "surprise")] + [[4, "ghost", 1, 2, 3, "", "x"]]
     write_sheet(sheet, rows)
     with caplog.at_level(logging.WARNING):
-        manifest = build_manifest(DataConfig(), root, sheet, "replica")
+        manifest = build_manifest(DataConfig(), root, sheet, "replica").samples
     assert len(manifest) == 9
     assert "ghost" in caplog.text
 
