@@ -51,6 +51,9 @@ class DatasetSpec:
     megc_subject: str | None = None  # the subject's id in the MEGC2019 list
     parts: list[str] = dataclasses.field(default_factory=list)  # composite: datasets combined
     ground_truth: str | None = None  # composite: the official list (from the project root)
+    # Clips found by listing folders (label -> folder under the root) instead of from a sheet;
+    # the sheet, if any, only maps filename -> subject (e.g. the deception set's speakers).
+    class_folders: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def classes(self, protocol: str | None = None) -> list[str]:
         """Class names of a protocol, in label order."""
@@ -88,10 +91,12 @@ def loose_key(text: str) -> str:
     return _DIGITS.sub(lambda match: str(int(match.group())), text.strip()).casefold()
 
 
-def sheet_path(spec: DatasetSpec, root: Path | None, sheet: str | None) -> Path:
-    """The sheet to read: the configured one, else the dataset's default."""
+def sheet_path(spec: DatasetSpec, root: Path | None, sheet: str | None) -> Path | None:
+    """The sheet to read: the configured one, else the dataset's default (None: optional)."""
     if sheet is not None:
         return resolve_path(sheet)
+    if spec.sheet is None and spec.class_folders:
+        return None
     if spec.sheet is None:
         raise DataError(f"dataset {spec.name}: no default sheet; set data.sheet")
     if "{root}" in spec.sheet:
@@ -140,7 +145,7 @@ def build_dataset_manifest(
     rows: list[dict] = []
     seen: dict[tuple, str] = {}
     listed: set[str] = set()  # every clip path the sheet names, in the protocol or not
-    for index, record in frame.iterrows():
+    for index, record in enumerate(frame.to_dict("records")):  # cells stay str or None
         where = f"{sheet.name} row {index + spec.header_row + 2}"
 
         def cell(column: str | None, record=record) -> str | None:
@@ -291,6 +296,64 @@ def _check_media(
         if str(stray) not in listed and str(stray.with_suffix("")) not in listed and is_clip(stray):
             problems.append(_problem(str(stray), "", "on disk but not in the sheet", False))
     return samples.loc[keep]
+
+
+def build_folder_manifest(spec: DatasetSpec, root: Path, subjects: Path | None) -> Manifest:
+    """Clips listed from the class folders; subjects from the optional sheet, else none.
+
+    Without subjects the experiment falls back to stratified k-fold (and says so).
+    """
+    if not root.is_dir():
+        raise DataError(f"dataset folder not found: {root} (set data.root)")
+    subject_of: dict[str, str] = {}
+    if subjects is not None:
+        frame = read_sheet(subjects, spec.sheet_name, spec.header_row)
+        require_columns(frame, [spec.columns.subject, spec.columns.filename], str(subjects))
+        subject_of = {
+            Path(name).stem: subject
+            for subject, name in zip(
+                frame[spec.columns.subject], frame[spec.columns.filename], strict=True
+            )
+            if subject is not None and name is not None
+        }
+    rows, problems = [], []
+    for label, folder in spec.class_folders.items():
+        directory = root / folder
+        if not directory.is_dir():
+            raise DataError(f"class folder missing: {directory} (dataset {spec.name})")
+        for entry in sorted(directory.iterdir()):
+            if not is_clip(entry):
+                problems.append(_problem(str(entry), "", "not a video or frame folder", False))
+                continue
+            name = entry.stem if entry.is_file() else entry.name
+            subject = subject_of.get(name) if subjects is not None else None
+            if subjects is not None and subject is None:
+                problems.append(_problem(str(entry), name, f"not in the subject sheet {subjects}"))
+                continue
+            try:
+                frames = count_frames(entry)
+            except DataError as error:
+                problems.append(_problem(str(entry), name, str(error)))
+                continue
+            rows.append(
+                {
+                    "sample": name,
+                    "dataset": spec.name,
+                    "subject": subject,
+                    "filename": name,
+                    "label": label,
+                    "onset": None,
+                    "apex": None,
+                    "offset": None,
+                    "aus": "",
+                    "path": str(entry),
+                    "frames": frames,
+                }
+            )
+    return Manifest(
+        pd.DataFrame(rows, columns=MANIFEST_COLUMNS),
+        pd.DataFrame(problems, columns=PROBLEM_COLUMNS),
+    )
 
 
 def build_composite_manifest(

@@ -96,7 +96,7 @@ def sheet_annotations(data: DataConfig, sheet: Path) -> pd.DataFrame:
         "aus": columns.action_units,
     }
     rows = []
-    for index, record in frame.iterrows():
+    for index, record in enumerate(frame.to_dict("records")):  # cells stay str or None
         where = f"{sheet} row {index + 2}"  # spreadsheet row: 1-based, after the header
         subject, filename = record[columns.subject], record[columns.filename]
         if subject is None and filename is None:

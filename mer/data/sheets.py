@@ -51,7 +51,8 @@ def read_sheet(path: str | Path, sheet_name: str | None = None, header_row: int 
     except Exception as error:  # pandas/openpyxl raise many types for a broken file
         raise DataError(f"{path}: cannot read the sheet ({error})") from error
     frame.columns = [str(column).strip() for column in frame.columns]
-    return frame.map(cell_text).astype(object)
+    frame = frame.map(cell_text).astype(object)
+    return frame.where(frame.notna(), None)  # pandas may store a None cell as NaN
 
 
 def cell_text(value: Any) -> str | None:
