@@ -63,11 +63,11 @@ def run_script(script: str, default_config: str, description: str,
         return EXIT_USAGE
     print(f"Config: {path}" + "".join(f" --set {item}" for item in arguments.overrides))
 
-    from mer.experiment import input_shape, run_experiment
+    from mer.experiment import input_shape, run_experiment, streams
     from mer.training.loso import build_model
 
     if arguments.summary:
-        model = build_model(config, input_shape(config))
+        model = build_model(config, input_shape(config), streams(config))
         model.summary(line_length=110)
         print(f"Total parameters: {model.count_params():,}")
         return 0

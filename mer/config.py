@@ -50,6 +50,18 @@ class DemoConfig:
 
 
 @dataclasses.dataclass
+class RegionConfig:
+    """The second input of the dual-branch AU model: crops of the region the clip's AUs name."""
+
+    enabled: bool = False
+    au_codes: list[int] = dataclasses.field(
+        default_factory=lambda: [1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 43]
+    )  # AUs the region rule looks at (the published AU_CODE); others are ignored
+    box: Literal["per_frame", "onset", "union"] = "onset"  # per_frame: the published, jittery
+    margin: float = 0.0  # fraction of the box's width/height added on each side
+
+
+@dataclasses.dataclass
 class DataConfig:
     """Where the clips are, how they are labelled, and how frames become model input."""
 
@@ -72,11 +84,12 @@ class DataConfig:
     frames: int = 10  # frames per clip fed to the model (D)
     size: int = 128  # frame height and width after resizing
     grayscale: bool = False  # one channel instead of RGB
-    sampler: Literal["first", "even", "onset_offset"] = "first"
+    sampler: Literal["first", "even", "onset_offset", "max_motion"] = "first"
     frame_offset: int = 0  # first frame position for the "first" sampler (published framerange)
     normalization: Literal["per_clip", "temporal", "train_fold", "scale"] = "per_clip"
     cache_dir: str = "data/cache"  # preprocessed uint8 clips, keyed by clip and settings
     demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)
+    regions: RegionConfig = dataclasses.field(default_factory=RegionConfig)
 
 
 @dataclasses.dataclass
@@ -110,6 +123,7 @@ class TrainConfig:
         default_factory=lambda: [0.3, 0.35, 0.35]
     )  # None: unweighted cross-entropy
     validation_subjects: int = 0  # >0: hold out this many training subjects for validation
+    kfold: int = 10  # folds of the stratified k-fold used when a dataset has no subject ids
     verbose: Literal["auto", 0, 1, 2] = "auto"  # Keras fit: auto = bars on a terminal, else a line
 
 
@@ -268,8 +282,13 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
 
 
-def check_config(config: ExperimentConfig) -> None:
+def check_config(config: ExperimentConfig, *, classes_known: bool | None = None) -> None:
     """Value checks that types alone cannot express.
+
+    Args:
+        config: the config to check.
+        classes_known: whether data.classes is final; by default only for class folders, as
+            a dataset layout takes its classes from its protocol once the dataset is read.
 
     Raises:
         ConfigError: naming the key and the value.
@@ -290,7 +309,9 @@ def check_config(config: ExperimentConfig) -> None:
             f"data.classes must be at least 2 distinct names, got {config.data.classes}"
         )
     weights = config.train.class_weights
-    if weights is not None and len(weights) != len(config.data.classes):
+    if classes_known is None:
+        classes_known = config.data.layout == "class_folders"
+    if weights is not None and classes_known and len(weights) != len(config.data.classes):
         raise ConfigError(
             f"train.class_weights has {len(weights)} values for "
             f"{len(config.data.classes)} classes: {weights}"
@@ -300,5 +321,7 @@ def check_config(config: ExperimentConfig) -> None:
             f"model.gru_units ({config.model.gru_units}) must be divisible by "
             f"2**model.heads ({2**config.model.heads})"
         )
+    if config.data.regions.margin < 0:
+        raise ConfigError(f"data.regions.margin must be >= 0, got {config.data.regions.margin}")
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"model.dropout must be in [0, 1), got {config.model.dropout}")

@@ -34,7 +34,14 @@ from mer.evaluation.report import (
     write_csv,
     write_json,
 )
-from mer.training.loso import FoldResult, build_model, loso_folds, run_loso, write_split_lists
+from mer.training.loso import (
+    FoldResult,
+    build_model,
+    loso_folds,
+    run_loso,
+    stratified_folds,
+    write_split_lists,
+)
 
 
 def make_run_dir(config: ExperimentConfig, script: str, dataset: str) -> Path:
@@ -72,11 +79,16 @@ def input_shape(config: ExperimentConfig) -> tuple[int, int, int, int]:
     return (data.frames, data.size, data.size, 1 if data.grayscale else 3)
 
 
+def streams(config: ExperimentConfig) -> int:
+    """Model inputs: the whole face, plus the AU-region crops when regions are enabled."""
+    return 2 if config.data.regions.enabled else 1
+
+
 def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.DataFrame) -> None:
     """What the run will do: dataset, counts, folds, model size, schedule."""
     counts = manifest["label"].value_counts()
     subjects = manifest["subject"].nunique()
-    model = build_model(config, input_shape(config))
+    model = build_model(config, input_shape(config), streams(config))
     where = source.root if source.root is not None else "parts " + ", ".join(source.spec.parts)
     print(f"Dataset {source.name}{' (built-in demo)' if source.demo else ''}: {where}")
     if source.sheet is not None:
@@ -85,10 +97,16 @@ def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.Dat
         f"  {len(manifest)} clips, {subjects} subjects; classes "
         + ", ".join(f"{name} {counts.get(name, 0)}" for name in config.data.classes)
     )
-    print(
-        f"Protocol: LOSO, {subjects} folds, {config.train.epochs} epochs each, final weights "
-        "predict the held-out subject (it is used for nothing else)"
-    )
+    if subjects:
+        print(
+            f"Protocol: LOSO, {subjects} folds, {config.train.epochs} epochs each, final weights "
+            "predict the held-out subject (it is used for nothing else)"
+        )
+    else:
+        print(
+            f"Protocol: no subject ids: stratified {config.train.kfold}-fold, "
+            f"{config.train.epochs} epochs each (not subject-independent)"
+        )
     print(
         f"Model: input {input_shape(config)}, {model.count_params():,} parameters; "
         f"batch {config.train.batch_size}, learning rate {config.train.learning_rate}"
@@ -109,9 +127,10 @@ def run_experiment(config: ExperimentConfig, script: str, *, dry_run: bool = Fal
     started = time.perf_counter()
     source = resolve_source(config.data)
     config = dataclasses.replace(
-        config, data=dataclasses.replace(config.data, classes=source.classes(config.data))
+        config,
+        data=dataclasses.replace(config.data, classes=source.classes(config.data)),
     )
-    check_config(config)  # class weights against the protocol's classes
+    check_config(config, classes_known=True)  # class weights against the protocol's classes
     found = load_manifest(config.data, source)
     manifest = usable_samples(config.data, found)
     print_plan(config, source, manifest)
@@ -130,20 +149,22 @@ def run_experiment(config: ExperimentConfig, script: str, *, dry_run: bool = Fal
     )
 
     preprocess_started = time.perf_counter()
-    clips, _ = preprocess(config.data, manifest)
+    streams, _ = preprocess(config.data, manifest)
     preprocess_seconds = time.perf_counter() - preprocess_started
 
     labels = np.array([config.data.classes.index(label) for label in manifest["label"]])
-    folds = loso_folds(manifest["subject"].tolist(), config.train.validation_subjects, config.seed)
+    folds, protocol = make_folds(config, manifest, labels)
+    if manifest["subject"].isna().all():
+        manifest = manifest.assign(subject=fold_names(folds, len(manifest)))
     for directory in (run_dir / "splits", resolve_path(config.run.split_lists_dir) / source.name):
         write_split_lists(folds, manifest, labels, directory)
-    results = run_loso(folds, [clips], labels, config, run_dir)
+    results = run_loso(folds, streams, labels, config, run_dir)
 
     predictions = predictions_table(manifest, config.data.classes, results)
     table = per_subject_table(predictions, config.data.classes)
     summary = summarize(predictions, config.data.classes)
     summary.update(
-        protocol="loso: fixed epochs, final weights; the held-out subject is only predicted",
+        protocol=protocol,
         dataset=source.name,
         skipped=len(found.excluded_problems()),
         seed=config.seed,
@@ -163,6 +184,34 @@ def run_experiment(config: ExperimentConfig, script: str, *, dry_run: bool = Fal
     print(format_report(table, summary, color=sys.stdout.isatty()))
     print(f"Results: {run_dir}")
     return run_dir
+
+
+def make_folds(
+    config: ExperimentConfig, manifest: pd.DataFrame, labels: np.ndarray
+) -> tuple[list, str]:
+    """LOSO folds, or stratified k-fold when the dataset has no subject ids; and which."""
+    if manifest["subject"].isna().all():
+        folds = stratified_folds(labels, config.train.kfold, config.seed)
+        protocol = (
+            f"stratified {config.train.kfold}-fold: the dataset has no subject ids, so folds are "
+            "not subject-independent; fixed epochs, final weights"
+        )
+    else:
+        folds = loso_folds(
+            manifest["subject"].tolist(), config.train.validation_subjects, config.seed
+        )
+        protocol = "loso: fixed epochs, final weights; the held-out subject is only predicted"
+    print(f"Folds: {protocol}")
+    return folds, protocol
+
+
+def fold_names(folds: list, count: int) -> list[str]:
+    """The name of the fold that tests each row (stands in for a subject)."""
+    names = [""] * count
+    for fold in folds:
+        for row in fold.test:
+            names[row] = fold.subject
+    return names
 
 
 def predictions_table(

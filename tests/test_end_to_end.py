@@ -175,3 +175,52 @@ def test_manifest_command(tmp_path):
     unknown = subprocess.run([sys.executable, "-m", "mer", "manifest", "--dataset", "casme9"],
                              capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
     assert unknown.returncode == 2 and "known: casme2" in unknown.stderr
+
+
+def _deception_replica(root):
+    """Clips/Deceptive and Clips/Truthful, three short videos each, two speakers."""
+    import numpy as np
+
+    from tests.data.replicas import write_video
+
+    random = np.random.default_rng(2)
+    for folder, stem in (("Deceptive", "trial_lie"), ("Truthful", "trial_truth")):
+        for index in range(1, 4):
+            clip = random.integers(0, 255, (8, 20, 20, 3), dtype=np.uint8)
+            write_video(root / "Clips" / folder / f"{stem}_{index:03d}.mp4", clip)
+
+
+def test_deception_set_with_and_without_speakers(tmp_path, capsys):
+    _deception_replica(tmp_path / "deception")
+    overrides = TINY + [
+        "data.layout=deception",
+        f"data.root={tmp_path / 'deception'}",
+        "train.class_weights=[0.5, 0.5]",
+        "train.kfold=3",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"run.output_dir={tmp_path / 'runs'}",
+        f"run.split_lists_dir={tmp_path / 'txt'}",
+    ]
+    arguments = [argument for item in overrides for argument in ("--set", item)]
+    assert run_script("ME_model", "me_model.yaml", "test", arguments) == 0
+    output = capsys.readouterr().out
+    assert "stratified 3-fold" in output and "not subject-independent" in output
+    run_dir = tmp_path / "runs" / output.strip().splitlines()[-1].split("/")[-1]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["protocol"].startswith("stratified 3-fold")
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    assert len(predictions) == 6 and set(predictions["subject"]) == {"fold01", "fold02", "fold03"}
+    assert predictions.groupby("subject")["y_true"].nunique().eq(2).all()  # stratified
+
+    speakers = tmp_path / "speakers.csv"
+    speakers.write_text("Subject,Filename\nA,trial_lie_001.mp4\nA,trial_truth_001\n"
+                        "B,trial_lie_002\nB,trial_truth_002\nB,trial_lie_003\nA,trial_truth_003\n")
+    grouped = arguments + ["--set", f"data.sheet={speakers}"]
+    assert run_script("ME_model", "me_model.yaml", "test", grouped) == 0
+    output = capsys.readouterr().out
+    assert "Folds: loso" in output
+    run_dir = tmp_path / "runs" / output.strip().splitlines()[-1].split("/")[-1]
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    assert set(predictions["subject"]) == {"A", "B"}
+    assert set(predictions.loc[predictions["subject"] == "B", "sample"]) == {
+        "trial_lie_002", "trial_truth_002", "trial_lie_003"}

@@ -84,7 +84,7 @@ class ClipBatches(keras.utils.PyDataset):
         labels: class index per clip, or None for prediction.
         num_classes: width of the one-hot labels.
         batch_size: clips per batch; the last batch may be smaller.
-        normalizer: uint8 clip -> float32 input.
+        normalizers: uint8 clip -> float32 input, one per stream.
         shuffle: reshuffle the order every epoch, from `seed` (deterministic).
         seed: shuffling seed.
     """
@@ -95,7 +95,7 @@ class ClipBatches(keras.utils.PyDataset):
         labels: np.ndarray | None,
         num_classes: int,
         batch_size: int,
-        normalizer: Normalizer,
+        normalizers: Sequence[Normalizer],
         *,
         shuffle: bool = False,
         seed: int = 0,
@@ -113,7 +113,9 @@ class ClipBatches(keras.utils.PyDataset):
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.num_classes = num_classes
         self.batch_size = batch_size
-        self.normalizer = normalizer
+        if len(normalizers) != len(streams):
+            raise ValueError(f"{len(normalizers)} normalizers for {len(streams)} streams")
+        self.normalizers = normalizers
         self.shuffle = shuffle
         self.random = np.random.default_rng(seed)
         self.order = np.arange(len(streams[0]))
@@ -126,7 +128,8 @@ class ClipBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         inputs = [
-            np.stack([self.normalizer(stream[item]) for item in chosen]) for stream in self.streams
+            np.stack([normalizer(stream[item]) for item in chosen])
+            for stream, normalizer in zip(self.streams, self.normalizers, strict=True)
         ]  # each (batch, frames, height, width, channels) float32
         inputs = inputs[0] if len(inputs) == 1 else tuple(inputs)
         if self.labels is None:

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".mov", ".mkv", ".mpg", ".mpeg", ".wmv", ".m4v"})
-SAMPLERS = ("first", "even", "onset_offset")
+SAMPLERS = ("first", "even", "onset_offset", "max_motion")
 
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
@@ -88,6 +88,7 @@ def select_positions(
     onset: int | None = None,
     offset: int | None = None,
     start: int = 0,
+    motion: Sequence[float] | None = None,
     where: str = "",
 ) -> np.ndarray:
     """0-based positions of the `count` frames to use from a clip with these frame numbers.
@@ -112,15 +113,22 @@ def select_positions(
             logger.warning(
                 "%s: %d frames from position %d requested, the clip has %d; the last frame is "
                 "repeated",
-                where, count, start, available,
+                where,
+                count,
+                start,
+                available,
             )
             positions = np.minimum(positions, available - 1)
         return positions
     if sampler == "even":
         span = np.arange(available)
-    elif sampler == "onset_offset":
+    elif sampler == "max_motion" and (onset is None or offset is None):
+        span = np.arange(available)
+    elif sampler in ("onset_offset", "max_motion"):
         if onset is None or offset is None:
-            raise DataError(f"{where}: onset/offset missing; use data.sampler=even or fix the sheet")
+            raise DataError(
+                f"{where}: onset/offset missing; use data.sampler=even or fix the sheet"
+            )
         values = np.asarray(numbers)
         span = np.flatnonzero((values >= onset) & (values <= offset))
         if offset < onset or not len(span):
@@ -131,9 +139,29 @@ def select_positions(
     else:
         raise DataError(f"unknown sampler {sampler!r}; use one of {SAMPLERS}")
     if len(span) < count:
-        logger.warning("%s: %d frames in the span, %d needed; frames are repeated", where,
-                       len(span), count)
+        logger.warning(
+            "%s: %d frames in the span, %d needed; frames are repeated", where, len(span), count
+        )
+    elif sampler == "max_motion":
+        if motion is None or len(motion) != available:
+            raise ValueError(f"max_motion needs one motion score per frame ({available})")
+        scores = np.asarray(motion)[span]
+        strongest = np.argsort(-scores, kind="stable")[:count]  # ties: the earlier frame
+        return np.sort(span[strongest])
     return span[np.rint(np.linspace(0, len(span) - 1, count)).astype(int)]
+
+
+def frame_changes(path: Path, count: int) -> np.ndarray:
+    """Per frame, the sum of absolute grey-level differences from the previous frame (0 first).
+
+    Args:
+        path: the clip.
+        count: its number of frames.
+    """
+    greys = np.stack(
+        [cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) for image in read_frames(path, np.arange(count))]
+    ).astype(np.int16)
+    return np.concatenate([[0.0], np.abs(np.diff(greys, axis=0)).sum(axis=(1, 2))])
 
 
 def read_frames(path: Path, positions: np.ndarray) -> list[np.ndarray]:
@@ -165,14 +193,17 @@ def read_frames(path: Path, positions: np.ndarray) -> list[np.ndarray]:
     return [cv2.cvtColor(frames[int(position)], cv2.COLOR_BGR2RGB) for position in positions]
 
 
-def load_clip(
-    path: Path, positions: np.ndarray, size: int, grayscale: bool = False
-) -> np.ndarray:
-    """The selected frames resized to size×size (INTER_AREA): uint8 (frames, size, size, C)."""
-    frames = []
-    for image in read_frames(path, positions):
+def resize_frames(frames: Sequence[np.ndarray], size: int, grayscale: bool = False) -> np.ndarray:
+    """RGB frames resized to size×size (INTER_AREA): uint8 (frames, size, size, 3 or 1)."""
+    resized = []
+    for image in frames:
         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
         if grayscale:
             image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
-        frames.append(image)
-    return np.stack(frames)
+        resized.append(image)
+    return np.stack(resized)
+
+
+def load_clip(path: Path, positions: np.ndarray, size: int, grayscale: bool = False) -> np.ndarray:
+    """The selected frames of a clip, resized: uint8 (frames, size, size, C)."""
+    return resize_frames(read_frames(path, positions), size, grayscale)

@@ -6,16 +6,27 @@ import dataclasses
 import logging
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
 from mer.config import DataConfig, resolve_path
 from mer.data.cache import ClipCache
-from mer.data.frames import frame_numbers, load_clip, select_positions
+from mer.data.aus import au_numbers
+from mer.data.faces import shared_landmarker
+from mer.data.frames import (
+    frame_changes,
+    frame_numbers,
+    read_frames,
+    resize_frames,
+    select_positions,
+)
+from mer.data.regions import crop_regions
 from mer.data.datasets import (
     DatasetSpec,
     build_composite_manifest,
     build_dataset_manifest,
+    build_folder_manifest,
     load_dataset_spec,
     sheet_path,
 )
@@ -26,7 +37,7 @@ from mer.data.synthetic import DemoSpec, generate_demo
 logger = logging.getLogger(__name__)
 
 DEMO_ROOT = "data/demo"
-PREPROCESSING_VERSION = 2  # bump when frame loading changes, so old cache entries are not reused
+PREPROCESSING_VERSION = 3  # bump when frame loading changes, so old cache entries are not reused
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +90,8 @@ def load_manifest(data: DataConfig, source: DatasetSource) -> Manifest:
         return build_manifest(data, source.root, source.sheet, source.name)
     if source.spec.parts:
         return build_composite_manifest(source.spec, data.roots, data.sheets, data.ground_truth)
+    if source.spec.class_folders:
+        return build_folder_manifest(source.spec, source.root, source.sheet)
     return build_dataset_manifest(source.spec, source.root, source.sheet, data.protocol)
 
 
@@ -103,7 +116,7 @@ def usable_samples(data: DataConfig, manifest: Manifest) -> pd.DataFrame:
 
 def preprocessing_settings(data: DataConfig) -> dict:
     """The settings that change a preprocessed clip: they key the cache."""
-    return {
+    settings = {
         "version": PREPROCESSING_VERSION,
         "frames": data.frames,
         "size": data.size,
@@ -111,37 +124,78 @@ def preprocessing_settings(data: DataConfig) -> dict:
         "sampler": data.sampler,
         "frame_offset": data.frame_offset,
     }
+    if data.regions.enabled:
+        settings["regions"] = dataclasses.asdict(data.regions)
+    return settings
 
 
 def _optional_int(value) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
 
 
-def preprocess(data: DataConfig, manifest: pd.DataFrame) -> tuple[list[np.ndarray], int]:
-    """Every clip of the manifest as uint8 (frames, size, size, channels), through the cache.
+def preprocess(data: DataConfig, manifest: pd.DataFrame) -> tuple[list[list[np.ndarray]], int]:
+    """Every clip of the manifest as uint8 arrays, through the cache: decoding, frame
+    selection, landmarks and cropping run once per clip and settings.
 
     Returns:
-        (clips, cache hits).
+        (streams, cache hits): streams holds one list of (frames, size, size, channels) clips,
+        or two (whole face, AU-region crops) when data.regions is enabled.
     """
     cache = ClipCache(resolve_path(data.cache_dir), preprocessing_settings(data))
 
     def maker(row: pd.Series):
         def make() -> np.ndarray:
             path = Path(row["path"])
+            where = f"clip {row['sample']} ({row['path']})"
+            numbers = frame_numbers(path, int(row["frames"]))
+            motion = frame_changes(path, len(numbers)) if data.sampler == "max_motion" else None
             positions = select_positions(
-                frame_numbers(path, int(row["frames"])),
+                numbers,
                 data.frames,
                 data.sampler,
                 onset=_optional_int(row["onset"]),
                 offset=_optional_int(row["offset"]),
                 start=data.frame_offset,
-                where=f"clip {row['sample']} ({row['path']})",
+                motion=motion,
+                where=where,
             )
-            return load_clip(path, positions, data.size, data.grayscale)
+            frames = read_frames(path, positions)
+            faces = resize_frames(frames, data.size, data.grayscale)
+            if not data.regions.enabled:
+                return faces
+            regions = _region_crops(data, np.stack(frames), row["aus"], where)
+            return np.stack([faces, regions])  # (2, frames, size, size, channels)
 
         return make
 
     makers = [maker(row) for _, row in manifest.iterrows()]
-    clips, hits = cache.prepare(list(manifest["path"]), makers)
-    logger.info("%d of %d clips came from the cache %s", hits, len(clips), cache.directory)
-    return clips, hits
+    arrays, hits = cache.prepare(list(manifest["path"]), makers)
+    logger.info("%d of %d clips came from the cache %s", hits, len(arrays), cache.directory)
+    if not data.regions.enabled:
+        return [arrays], hits
+    return [[array[0] for array in arrays], [array[1] for array in arrays]], hits
+
+
+def _region_crops(data: DataConfig, frames: np.ndarray, aus: str | None, where: str) -> np.ndarray:
+    """The AU-region crops of a clip's selected frames (full resolution RGB)."""
+    try:
+        action_units = au_numbers(aus, where=where)
+    except ValueError as error:
+        raise DataError(str(error)) from error
+    crops = crop_regions(
+        frames,
+        action_units,
+        shared_landmarker(),
+        size=data.size,
+        box=data.regions.box,
+        margin=data.regions.margin,
+        au_codes=data.regions.au_codes,
+    )
+    if crops.fallback:
+        logger.warning("%s: %s (region %s)", where, crops.fallback, crops.region)
+    regions = crops.crops
+    if data.grayscale and regions.shape[-1] == 3:
+        regions = np.stack(
+            [cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None] for image in regions]
+        )
+    return regions

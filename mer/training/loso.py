@@ -76,6 +76,23 @@ def loso_folds(subjects: Sequence[str], validation_subjects: int = 0, seed: int 
     return folds
 
 
+def stratified_folds(labels: Sequence[int], folds: int, seed: int = 0) -> list[Fold]:
+    """Stratified k-fold, for datasets without subject ids (not subject-independent)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.asarray(labels)
+    smallest = np.bincount(labels).min() if len(labels) else 0
+    if not 2 <= folds <= smallest:
+        raise ValueError(
+            f"stratified k-fold needs 2 <= k <= the smallest class ({smallest}), got k={folds}"
+        )
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [
+        Fold(f"fold{index + 1:02d}", index, train, np.array([], dtype=int), test)
+        for index, (train, test) in enumerate(splitter.split(np.zeros(len(labels)), labels))
+    ]
+
+
 def write_split_lists(
     folds: Sequence[Fold], manifest: pd.DataFrame, labels: np.ndarray, directory: Path
 ) -> None:
@@ -138,13 +155,13 @@ def train_fold(
         return [[stream[row] for row in rows] for stream in streams]
 
     train_streams = pick(fold.train)
-    normalizer = Normalizer.fit(config.data.normalization, train_streams[0])
+    normalizers = [Normalizer.fit(config.data.normalization, stream) for stream in train_streams]
     batches = ClipBatches(
         train_streams,
         labels[fold.train],
         classes,
         config.train.batch_size,
-        normalizer,
+        normalizers,
         shuffle=True,
         seed=config.seed + fold.index,
     )
@@ -155,7 +172,7 @@ def train_fold(
             labels[fold.validation],
             classes,
             config.train.batch_size,
-            normalizer,
+            normalizers,
         )
     model = build_model(config, streams[0][0].shape, streams=len(streams))
     callbacks: list[keras.callbacks.Callback] = [
@@ -174,13 +191,15 @@ def train_fold(
         callbacks=callbacks,
         verbose=_fit_verbosity(config.train.verbose),
     )
-    test_batches = ClipBatches(pick(fold.test), None, classes, config.train.batch_size, normalizer)
+    test_batches = ClipBatches(pick(fold.test), None, classes, config.train.batch_size, normalizers)
     probabilities = np.asarray(model.predict(test_batches, verbose=0), dtype=np.float64)
     if config.run.save_weights:
         model.save_weights(fold_dir / "model.weights.h5")
     curves = {key: [float(value) for value in values] for key, values in history.history.items()}
     (fold_dir / "history.json").write_text(json.dumps(curves, indent=1))
-    (fold_dir / "normalization.json").write_text(json.dumps(normalizer.to_dict()))
+    (fold_dir / "normalization.json").write_text(
+        json.dumps([normalizer.to_dict() for normalizer in normalizers])
+    )
     return FoldResult(fold.subject, fold.test, probabilities, curves, time.perf_counter() - started)
 
 

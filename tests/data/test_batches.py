@@ -40,7 +40,7 @@ def test_train_fold_statistics_come_from_the_given_clips_only():
 def test_batches_cover_every_clip_once_per_epoch_deterministically():
     clips = _clips(11)
     labels = np.arange(11) % 3
-    batches = ClipBatches([clips], labels, 3, 4, Normalizer("scale"), shuffle=True, seed=5)
+    batches = ClipBatches([clips], labels, 3, 4, [Normalizer("scale")], shuffle=True, seed=5)
     assert len(batches) == 3
     seen = []
     for index in range(len(batches)):
@@ -55,15 +55,15 @@ def test_batches_cover_every_clip_once_per_epoch_deterministically():
     first_order = batches.order.copy()
     batches.on_epoch_end()
     assert not np.array_equal(first_order, batches.order)
-    again = ClipBatches([clips], labels, 3, 4, Normalizer("scale"), shuffle=True, seed=5)
+    again = ClipBatches([clips], labels, 3, 4, [Normalizer("scale")], shuffle=True, seed=5)
     np.testing.assert_array_equal(again.order, first_order)
 
 
 def test_two_streams_and_prediction_batches():
     first, second = _clips(3), _clips(3)
-    batches = ClipBatches([first, second], None, 3, 2, Normalizer("scale"))
+    batches = ClipBatches([first, second], None, 3, 2, [Normalizer("scale")] * 2)
     (inputs,) = batches[1]
     assert isinstance(inputs, tuple) and len(inputs) == 2
     np.testing.assert_allclose(inputs[1][0], second[2] / 255, rtol=1e-6)
     with pytest.raises(ValueError, match="equal length"):
-        ClipBatches([first, second[:2]], None, 3, 2, Normalizer("scale"))
+        ClipBatches([first, second[:2]], None, 3, 2, [Normalizer("scale")] * 2)

@@ -8,6 +8,7 @@ import pytest
 
 from mer.data.frames import (
     count_frames,
+    frame_changes,
     frame_files,
     frame_numbers,
     load_clip,
@@ -90,3 +91,22 @@ def test_broken_media_get_named_errors(tmp_path):
     (folder / "img1.jpg").write_bytes(b"garbage")
     with pytest.raises(DataError, match="img1.jpg"):
         read_frames(folder, np.array([0]))
+
+
+def test_max_motion_keeps_the_strongest_changes_in_time_order(tmp_path):
+    motion = [0, 5, 1, 9, 2, 7, 0, 8]
+    numbers = list(range(101, 109))
+    assert select_positions(numbers, 3, "max_motion", motion=motion).tolist() == [3, 5, 7]
+    # restricted to onset..offset (frame numbers 102..106 = positions 1..5)
+    picked = select_positions(numbers, 2, "max_motion", onset=102, offset=106, motion=motion)
+    assert picked.tolist() == [3, 5]
+
+
+def test_frame_changes_measure_grey_differences(tmp_path):
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    frames = np.zeros((4, 8, 8, 3), np.uint8)
+    frames[2, :2, :2] = 10  # frame 2 differs from 1 and from 3 by 4 pixels of 10 grey levels
+    for index, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"img{index + 1}.png"), frame)
+    np.testing.assert_allclose(frame_changes(folder, 4), [0, 0, 40, 40])
