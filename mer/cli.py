@@ -143,6 +143,36 @@ def manifest_command(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def regions_command(arguments: argparse.Namespace) -> int:
+    """`python -m mer regions`: the AU region of one face image, as JSON, and its crop."""
+    import json
+
+    import cv2
+
+    from mer.data.aus import au_numbers
+    from mer.data.faces import shared_landmarker
+    from mer.data.regions import crop_regions
+
+    image = cv2.imread(arguments.image, cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"cannot read image {arguments.image}")
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    result = crop_regions(
+        rgb[None],
+        au_numbers(arguments.aus, where="--aus"),
+        shared_landmarker(),
+        size=arguments.size,
+        margin=arguments.margin,
+    )
+    if result.faces_found == 0:
+        raise DataError(f"no face found in {arguments.image}")
+    box = [int(value) for value in result.boxes[0]]
+    print(json.dumps({"region": result.region, "box": box, "landmarks": 68}))
+    if arguments.out:
+        cv2.imwrite(arguments.out, cv2.cvtColor(result.crops[0], cv2.COLOR_RGB2BGR))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m mer <command>`."""
     parser = argparse.ArgumentParser(prog="python -m mer", description=__doc__)
@@ -158,10 +188,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest.add_argument("--sheets-only", action="store_true",
                           help="check the sheets without the media")
     manifest.add_argument("--out", default="manifest.csv", help="where to write the manifest")
+    regions = commands.add_parser("regions", help="the AU region of a face image (JSON)")
+    regions.add_argument("--image", required=True, help="a face image")
+    regions.add_argument("--aus", required=True, help='action units, e.g. "12" or "4+L10"')
+    regions.add_argument("--out", help="write the crop (size x size) here")
+    regions.add_argument("--size", type=int, default=128, help="crop size (default 128)")
+    regions.add_argument("--margin", type=float, default=0.0, help="box margin, fraction")
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    command = {"manifest": manifest_command, "regions": regions_command}[arguments.command]
     try:
-        return manifest_command(arguments)
-    except (ConfigError, DataError) as error:
+        return command(arguments)
+    except (ConfigError, DataError, ValueError) as error:
         print(f"mer {arguments.command}: {error}", file=sys.stderr)
         return EXIT_USAGE

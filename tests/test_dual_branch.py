@@ -89,3 +89,28 @@ def test_dual_branch_script_end_to_end(tiny_demo, tmp_path):
                                             "--summary"], capture_output=True, text=True,
                              timeout=300)
     assert "Total parameters: 3,817,055" in summary.stdout
+
+
+def test_regions_command_on_a_real_face(tmp_path):
+    image = PROJECT_ROOT / "mer" / "data" / "assets" / "astronaut.png"
+    landmarks = json.loads((image.parent / "astronaut_landmarks.json").read_text())["landmarks"]
+    out = tmp_path / "crop.png"
+    done = subprocess.run([sys.executable, "-m", "mer", "regions", "--image", str(image),
+                           "--aus", "12", "--out", str(out)], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["region"] == "mouth" and result["landmarks"] == 68
+    x0, y0, x1, y1 = result["box"]
+    corners = [landmarks[48], landmarks[54]]  # the mouth corners are inside, the eyes are not
+    assert all(x0 <= x < x1 and y0 <= y <= y1 for x, y in corners)
+    assert not any(y0 <= landmarks[index][1] < y1 for index in (36, 45))
+    import cv2
+
+    assert cv2.imread(str(out)).shape == (128, 128, 3)
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.zeros((64, 64, 3), np.uint8))
+    none = subprocess.run([sys.executable, "-m", "mer", "regions", "--image", str(blank),
+                           "--aus", "4"], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                          timeout=300)
+    assert none.returncode == 2 and "no face found" in none.stderr
