@@ -20,7 +20,7 @@ import yaml
 
 from mer.config import CONFIG_DIR, ConfigError, SheetColumns, build_typed, resolve_path
 from mer.data.aus import AUWarning, format_action_units, parse_action_units
-from mer.data.frames import count_frames, frame_numbers, is_clip
+from mer.data.frames import count_frames, frame_changes, frame_numbers, is_clip
 from mer.data.manifest import MANIFEST_COLUMNS, PROBLEM_COLUMNS, Manifest
 from mer.data.sheets import DataError, frame_number, read_sheet, require_columns
 
@@ -47,7 +47,9 @@ class DatasetSpec:
     key: list[str] = dataclasses.field(default_factory=lambda: ["subject", "filename"])
     protocols: dict[str, dict[str, list[str]]] = dataclasses.field(default_factory=dict)
     protocol: str = "megc2019"  # the default class table
-    apex: Literal["sheet", "middle"] = "sheet"  # middle: (onset + offset) // 2 (SMIC has none)
+    # Where the apex comes from: the sheet; the middle frame, (onset + offset) // 2; or the frame
+    # of onset..offset that changes most from the previous one (needs the media).
+    apex: Literal["sheet", "middle", "max_motion"] = "sheet"
     megc_subject: str | None = None  # the subject's id in the MEGC2019 list
     parts: list[str] = dataclasses.field(default_factory=list)  # composite: datasets combined
     ground_truth: str | None = None  # composite: the official list (from the project root)
@@ -187,7 +189,7 @@ def build_dataset_manifest(
                     )
                 )
                 continue
-            if spec.apex == "middle" or apex is None or not onset <= apex <= offset:
+            if spec.apex != "sheet" or apex is None or not onset <= apex <= offset:
                 if spec.apex == "sheet":
                     problems.append(
                         _problem(
@@ -290,12 +292,28 @@ def _check_media(
                     )
                 )
                 continue
+        if spec.apex == "max_motion" and pd.notna(row["onset"]):
+            samples.at[index, "apex"] = _strongest_change(path, numbers, row)
         keep.append(index)
     pattern = _PLACEHOLDER.sub("*", spec.path)
     for stray in sorted(root.glob(pattern)):
         if str(stray) not in listed and str(stray.with_suffix("")) not in listed and is_clip(stray):
             problems.append(_problem(str(stray), "", "on disk but not in the sheet", False))
     return samples.loc[keep]
+
+
+def _strongest_change(path: Path, numbers: list[int] | None, row: pd.Series) -> int:
+    """The frame number of onset..offset that differs most from the frame before it."""
+    numbers = numbers or list(range(1, int(row["frames"]) + 1))
+    changes = frame_changes(path, len(numbers))
+    inside = [
+        position
+        for position, number in enumerate(numbers)
+        if row["onset"] < number <= row["offset"]  # the onset frame has no earlier frame inside
+    ]
+    if not inside:
+        return int(row["apex"])
+    return numbers[max(inside, key=lambda position: changes[position])]
 
 
 def build_folder_manifest(spec: DatasetSpec, root: Path, subjects: Path | None) -> Manifest:
