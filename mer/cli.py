@@ -12,6 +12,7 @@ from mer.config import CONFIG_DIR, ConfigError, ExperimentConfig, load_config, r
 from mer.data.sheets import DataError
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
 
 def experiment_parser(script: str, description: str) -> argparse.ArgumentParser:
@@ -26,10 +27,26 @@ def experiment_parser(script: str, description: str) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set train.epochs=5 (repeatable)",
     )
-    parser.add_argument("--summary", action="store_true",
-                        help="print the model summary and parameter count, then exit")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="resolve the config and the data, print the plan, then exit")
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the model summary and parameter count, then exit",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve the config and the data, print the plan, then exit",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted run after its last completed fold",
+    )
+    parser.add_argument(
+        "--on-bad",
+        choices=["error", "skip"],
+        help="a bad sample stops the run (error) or is skipped and listed",
+    )
     return parser
 
 
@@ -51,17 +68,28 @@ def resolve_config(
     return config, path
 
 
-def run_script(script: str, default_config: str, description: str,
-               argv: Sequence[str] | None = None) -> int:
+def run_script(
+    script: str, default_config: str, description: str, argv: Sequence[str] | None = None
+) -> int:
     """Main function of an experiment script; returns the process exit code."""
     arguments = experiment_parser(script, description).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    overrides = list(arguments.overrides)
+    if arguments.on_bad:
+        overrides.append(f"data.on_bad={arguments.on_bad}")
+    resume = resolve_path(arguments.resume) if arguments.resume else None
     try:
-        config, path = resolve_config(arguments.config, default_config, arguments.overrides)
+        if resume is not None:
+            if arguments.config:
+                raise ConfigError("--resume takes the run's own config.yaml; drop --config")
+            path = resume / "config.yaml"
+            config = load_config(path, overrides)
+        else:
+            config, path = resolve_config(arguments.config, default_config, overrides)
     except ConfigError as error:
         print(f"{script}: config error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"Config: {path}" + "".join(f" --set {item}" for item in arguments.overrides))
+    print(f"Config: {path}" + "".join(f" --set {item}" for item in overrides))
 
     from mer.experiment import input_shape, run_experiment, streams
     from mer.training.loso import build_model
@@ -72,10 +100,12 @@ def run_script(script: str, default_config: str, description: str,
         print(f"Total parameters: {model.count_params():,}")
         return 0
     try:
-        run_experiment(config, script, dry_run=arguments.dry_run)
+        run_experiment(config, script, dry_run=arguments.dry_run, resume=resume)
     except DataError as error:
         print(f"{script}: data error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     return 0
 
 
@@ -179,14 +209,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     manifest = commands.add_parser("manifest", help="inspect a dataset: samples and problems")
     manifest.add_argument("--dataset", required=True, help="a name in config/datasets/")
-    manifest.add_argument("--root", action="append", default=[], metavar="[NAME=]DIR",
-                          help="dataset folder; NAME=DIR per part of a composite (repeatable)")
-    manifest.add_argument("--sheet", action="append", default=[], metavar="[NAME=]FILE",
-                          help="annotation sheet; NAME=FILE per part (default: the dataset's)")
+    manifest.add_argument(
+        "--root",
+        action="append",
+        default=[],
+        metavar="[NAME=]DIR",
+        help="dataset folder; NAME=DIR per part of a composite (repeatable)",
+    )
+    manifest.add_argument(
+        "--sheet",
+        action="append",
+        default=[],
+        metavar="[NAME=]FILE",
+        help="annotation sheet; NAME=FILE per part (default: the dataset's)",
+    )
     manifest.add_argument("--protocol", help="class table (default: the dataset's)")
     manifest.add_argument("--gt", help="composite: the official list (default: the project's copy)")
-    manifest.add_argument("--sheets-only", action="store_true",
-                          help="check the sheets without the media")
+    manifest.add_argument(
+        "--sheets-only", action="store_true", help="check the sheets without the media"
+    )
     manifest.add_argument("--out", default="manifest.csv", help="where to write the manifest")
     regions = commands.add_parser("regions", help="the AU region of a face image (JSON)")
     regions.add_argument("--image", required=True, help="a face image")

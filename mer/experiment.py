@@ -113,13 +113,16 @@ def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.Dat
     )
 
 
-def run_experiment(config: ExperimentConfig, script: str, *, dry_run: bool = False) -> Path | None:
+def run_experiment(
+    config: ExperimentConfig, script: str, *, dry_run: bool = False, resume: Path | None = None
+) -> Path | None:
     """Runs LOSO training and evaluation, writing everything into a new run folder.
 
     Args:
         config: the resolved experiment config.
         script: the entry script's name, used in the run folder's name.
         dry_run: resolve config and data, print the plan, write nothing, train nothing.
+        resume: an interrupted run's folder: its completed folds are reused, the rest trained.
 
     Returns:
         The run folder, or None for a dry run.
@@ -137,7 +140,8 @@ def run_experiment(config: ExperimentConfig, script: str, *, dry_run: bool = Fal
     if dry_run:
         return None
 
-    run_dir = make_run_dir(config, script, source.name)
+    run_dir = resume or make_run_dir(config, script, source.name)
+    print(f"Run folder: {run_dir}")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_csv(run_dir / "manifest.csv", manifest)
     if len(found.problems):
@@ -158,7 +162,15 @@ def run_experiment(config: ExperimentConfig, script: str, *, dry_run: bool = Fal
         manifest = manifest.assign(subject=fold_names(folds, len(manifest)))
     for directory in (run_dir / "splits", resolve_path(config.run.split_lists_dir) / source.name):
         write_split_lists(folds, manifest, labels, directory)
-    results = run_loso(folds, streams, labels, config, run_dir)
+    try:
+        results = run_loso(folds, streams, labels, config, run_dir)
+    except KeyboardInterrupt:
+        print(
+            f"\nInterrupted. Completed folds are kept in {run_dir / 'folds'}; resume with:\n"
+            f"  python {script}.py --resume {run_dir}",
+            file=sys.stderr,
+        )
+        raise
 
     predictions = predictions_table(manifest, config.data.classes, results)
     table = per_subject_table(predictions, config.data.classes)

@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -22,7 +22,7 @@ import pandas as pd
 
 from mer.config import ExperimentConfig
 from mer.data.batches import ClipBatches, Normalizer
-from mer.evaluation.report import natural_sort_key
+from mer.evaluation.report import natural_sort_key, write_json
 from mer.models.builders import build_mlsp_model
 from mer.training.losses import WeightedCategoricalCrossentropy
 from mer.training.schedules import step_decay
@@ -220,25 +220,77 @@ def _tensorboard(log_dir: Path) -> list[keras.callbacks.Callback]:
     return [keras.callbacks.TensorBoard(str(log_dir), write_graph=False, profile_batch=0)]
 
 
+RESULT_FILE = "fold_result.json"  # written last and atomically: its presence marks a done fold
+
+
+def save_fold_result(result: FoldResult, fold_dir: Path) -> None:
+    """The fold's predictions and curves, so that a resumed run reuses them exactly."""
+    write_json(
+        fold_dir / RESULT_FILE,
+        {
+            "subject": result.subject,
+            "test": result.test.tolist(),
+            "probabilities": result.probabilities.tolist(),  # floats round-trip exactly
+            "history": result.history,
+            "seconds": result.seconds,
+        },
+    )
+
+
+def load_fold_result(fold: Fold, fold_dir: Path) -> FoldResult | None:
+    """A completed fold's result, or None if the fold has not finished.
+
+    Raises:
+        ValueError: the stored fold held other clips (the data changed since).
+    """
+    path = fold_dir / RESULT_FILE
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text())
+    if stored["test"] != fold.test.tolist():
+        raise ValueError(f"{path}: the fold's clips differ from the current data; start a new run")
+    return FoldResult(
+        fold.subject,
+        fold.test,
+        np.asarray(stored["probabilities"], dtype=np.float64),
+        stored["history"],
+        stored["seconds"],
+    )
+
+
+def make_deterministic() -> None:
+    """Deterministic kernels where the backend offers a switch (TensorFlow), so that the same
+    seed gives the same predictions on CPU, and a resumed run equals an uninterrupted one."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
 def run_loso(
     folds: Sequence[Fold],
     streams: Sequence[Sequence[np.ndarray]],
     labels: np.ndarray,
     config: ExperimentConfig,
     run_dir: Path,
-    on_fold_done: Callable[[FoldResult, int], None] | None = None,
 ) -> list[FoldResult]:
-    """Trains and predicts every fold in turn; `on_fold_done(result, position)` after each."""
+    """Trains and predicts every fold in turn, reusing folds a previous attempt completed."""
+    make_deterministic()
     results = []
     for position, fold in enumerate(folds):
+        fold_dir = run_dir / "folds" / fold.subject
+        done = load_fold_result(fold, fold_dir)
+        header = f"Fold {position + 1}/{len(folds)}: held-out subject {fold.subject}"
+        if done is not None:
+            print(f"\n{header}: completed earlier, result reused", flush=True)
+            results.append(done)
+            continue
         print(
-            f"\nFold {position + 1}/{len(folds)}: held-out subject {fold.subject} "
-            f"({len(fold.test)} clips), training on {len(fold.train)} clips"
+            f"\n{header} ({len(fold.test)} clips), training on {len(fold.train)} clips"
             + (f", validating on {len(fold.validation)}" if len(fold.validation) else ""),
             flush=True,
         )
-        result = train_fold(fold, streams, labels, config, run_dir / "folds" / fold.subject)
+        result = train_fold(fold, streams, labels, config, fold_dir)
+        save_fold_result(result, fold_dir)
         results.append(result)
-        if on_fold_done is not None:
-            on_fold_done(result, position)
     return results

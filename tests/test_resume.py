@@ -1,0 +1,63 @@
+"""Interruption and resume: a run killed mid-way and resumed equals an uninterrupted run."""
+
+import signal
+import subprocess
+import sys
+import time
+
+from mer.cli import run_script
+from mer.config import PROJECT_ROOT
+from tests.data.replicas import class_folder_dataset
+from tests.test_end_to_end import TINY
+
+
+def _arguments(tmp_path, runs):
+    sheet = tmp_path / "dataset" / "coding.xlsx"
+    if not sheet.exists():
+        class_folder_dataset(tmp_path / "dataset")
+    overrides = TINY + [
+        "train.epochs=2",
+        "run.tensorboard=false",
+        f"data.root={tmp_path / 'dataset'}",
+        f"data.sheet={sheet}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"run.output_dir={tmp_path / runs}",
+        f"run.split_lists_dir={tmp_path / 'txt'}",
+    ]
+    return [argument for item in overrides for argument in ("--set", item)]
+
+
+def _run_dir(output):
+    return output.strip().splitlines()[-1].split("Results: ")[1]
+
+
+def test_killed_run_resumes_to_the_same_predictions(tmp_path, capsys):
+    assert run_script("ME_model", "me_model.yaml", "test", _arguments(tmp_path, "whole")) == 0
+    whole = _run_dir(capsys.readouterr().out)
+
+    command = [sys.executable, str(PROJECT_ROOT / "ME_model.py"), *_arguments(tmp_path, "cut")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while not list((tmp_path / "cut").glob("*/folds/*/fold_result.json")):
+            assert process.poll() is None, "the run ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no fold finished in time"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)  # mid-way through the second fold, no clean-up
+        process.wait()
+    (cut,) = (tmp_path / "cut").iterdir()
+    assert len(list(cut.glob("folds/*/fold_result.json"))) == 1
+    assert not (cut / "predictions.csv").exists()
+
+    assert run_script("ME_model", "me_model.yaml", "test", ["--resume", str(cut)]) == 0
+    output = capsys.readouterr().out
+    assert "completed earlier, result reused" in output
+    assert _run_dir(output) == str(cut)
+    resumed = (cut / "predictions.csv").read_text()
+    assert resumed == (tmp_path / "whole" / whole.split("/")[-1] / "predictions.csv").read_text()
+
+
+def test_resume_needs_a_run_folder(tmp_path, capsys):
+    assert run_script("ME_model", "me_model.yaml", "test", ["--resume", str(tmp_path)]) == 2
+    assert "config.yaml" in capsys.readouterr().err

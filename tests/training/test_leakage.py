@@ -1,0 +1,59 @@
+"""Leakage audit: the held-out subject reaches nothing but the final prediction."""
+
+import numpy as np
+
+import mer.training.loso as loso
+from mer.config import load_config
+from mer.training.loso import loso_folds, train_fold
+
+TINY = ["data.frames=4", "data.size=16", "train.epochs=2", "train.batch_size=2",
+        "model.branch_filters=2", "model.merge_filters=2", "model.gru_units=16", "model.heads=3",
+        "model.dense_units=[4, 4]", "model.head_units=[4, 4]", "run.tensorboard=false",
+        "data.normalization=train_fold", "train.validation_subjects=1"]
+
+
+def test_held_out_clips_reach_only_the_final_prediction(tmp_path, monkeypatch):
+    subjects = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    random = np.random.default_rng(0)
+    clips = [random.integers(0, 200, (4, 16, 16, 3), dtype=np.uint8) for _ in subjects]
+    labels = np.array([0, 1, 2, 0] * 3)
+    fold = loso_folds(subjects, validation_subjects=1, seed=0)[1]  # subject "b" held out
+    held_out = {id(clips[row]) for row in fold.test}
+    assert len(held_out) == 4
+
+    seen = {"fit_statistics": [], "labelled_batches": [], "prediction_batches": []}
+    real_fit, real_batches = loso.Normalizer.fit, loso.ClipBatches
+
+    def recording_fit(mode, stream):
+        seen["fit_statistics"].extend(id(clip) for clip in stream)
+        return real_fit(mode, stream)
+
+    def recording_batches(streams, batch_labels, *arguments, **keywords):
+        kind = "prediction_batches" if batch_labels is None else "labelled_batches"
+        seen[kind].extend(id(clip) for stream in streams for clip in stream)
+        return real_batches(streams, batch_labels, *arguments, **keywords)
+
+    monkeypatch.setattr(loso.Normalizer, "fit", staticmethod(recording_fit))
+    monkeypatch.setattr(loso, "ClipBatches", recording_batches)
+    fitted_callbacks = []
+    real_fit_method = loso.keras.Model.fit
+
+    def recording_model_fit(model, *arguments, **keywords):
+        fitted_callbacks.extend(type(c).__name__ for c in keywords.get("callbacks", []))
+        return real_fit_method(model, *arguments, **keywords)
+
+    monkeypatch.setattr(loso.keras.Model, "fit", recording_model_fit)
+
+    config = load_config(None, TINY)
+    result = train_fold(fold, [clips], labels, config, tmp_path / "fold")
+
+    # Normalisation statistics, training and validation batches: never a held-out clip.
+    assert seen["fit_statistics"] and not held_out & set(seen["fit_statistics"])
+    assert seen["labelled_batches"] and not held_out & set(seen["labelled_batches"])
+    # The held-out clips are predicted, exactly once each, with no labels attached.
+    assert sorted(seen["prediction_batches"]) == sorted(held_out)
+    # No callback could choose an epoch or a checkpoint: only the learning-rate schedule runs,
+    # and the weights used are those after the last epoch (one history entry per epoch).
+    assert fitted_callbacks == ["LearningRateScheduler"]
+    assert len(result.history["loss"]) == config.train.epochs
+    assert result.probabilities.shape == (4, 3)
