@@ -11,15 +11,7 @@ import pytest
 import mer.data.sources as sources
 from mer.config import PROJECT_ROOT, load_config
 from mer.data.synthetic import DemoSpec, generate_demo
-
-TINY_MODEL = [
-    "model.branch_filters=4",
-    "model.merge_filters=4",
-    "model.gru_units=32",
-    "model.heads=4",
-    "model.dense_units=[8, 8]",
-    "model.head_units=[8, 4]",
-]
+from tests.test_end_to_end import TINY_MODEL
 
 
 @pytest.fixture(scope="module")

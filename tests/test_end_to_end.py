@@ -13,18 +13,21 @@ from mer.cli import run_script
 from mer.config import PROJECT_ROOT
 from tests.data.replicas import class_folder_dataset
 
-TINY = [
-    "data.frames=4",
-    "data.size=16",
-    "data.sampler=even",
-    "train.epochs=1",
-    "train.batch_size=4",
+TINY_MODEL = [
     "model.branch_filters=4",
     "model.merge_filters=4",
     "model.gru_units=32",
     "model.heads=4",
     "model.dense_units=[8, 8]",
     "model.head_units=[8, 4]",
+]
+TINY = [
+    "data.frames=4",
+    "data.size=16",
+    "data.sampler=even",
+    "train.epochs=1",
+    "train.batch_size=4",
+    *TINY_MODEL,
 ]
 
 
