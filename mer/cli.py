@@ -106,6 +106,12 @@ def run_script(
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except OSError as error:  # a full disk, a read-only or missing folder: say which, no trace
+        print(
+            f"{script}: cannot write {error.filename or ''}: {error.strerror or error}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     return 0
 
 

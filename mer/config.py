@@ -128,6 +128,16 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class EvalConfig:
+    """How a fold's predictions are obtained."""
+
+    # loso: the held-out subject is only predicted (fixed epochs, final weights). paper: the
+    # published protocol, for comparison only: the epoch with the best accuracy ON THE TEST
+    # SUBJECT predicts it; every output is labelled optimistic.
+    protocol: Literal["loso", "paper"] = "loso"
+
+
+@dataclasses.dataclass
 class RunConfig:
     """Where and how a run writes its results."""
 
@@ -146,6 +156,7 @@ class ExperimentConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -320,6 +331,10 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
         raise ConfigError(
             f"model.gru_units ({config.model.gru_units}) must be divisible by "
             f"2**model.heads ({2**config.model.heads})"
+        )
+    if config.eval.protocol == "paper" and config.train.validation_subjects:
+        raise ConfigError(
+            "eval.protocol=paper validates on the test subject; set train.validation_subjects=0"
         )
     if config.data.regions.margin < 0:
         raise ConfigError(f"data.regions.margin must be >= 0, got {config.data.regions.margin}")

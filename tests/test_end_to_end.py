@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from mer.cli import run_script
-from mer.config import PROJECT_ROOT
+from mer.config import PROJECT_ROOT, load_config
+from mer.data.sources import preprocess
 from tests.data.replicas import class_folder_dataset
 
 TINY_MODEL = [
@@ -53,8 +54,15 @@ def test_tiny_loso_run_writes_every_output(tiny_run_arguments, tmp_path, capsys,
     assert any(line.startswith("Overall (MEGC2019 pooled, 9 clips)") for line in output)
 
     predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"subject": str})
-    assert list(predictions.columns) == ["subject", "sample", "y_true", "y_pred", "prob_negative",
-                                         "prob_positive", "prob_surprise"]
+    assert list(predictions.columns) == [
+        "subject",
+        "sample",
+        "y_true",
+        "y_pred",
+        "prob_negative",
+        "prob_positive",
+        "prob_surprise",
+    ]
     assert sorted(predictions["sample"]) == sorted(
         f"s{s}_{c}" for s in (1, 2, 3) for c in ("negative", "positive", "surprise")
     )  # every clip predicted exactly once
@@ -67,8 +75,14 @@ def test_tiny_loso_run_writes_every_output(tiny_run_arguments, tmp_path, capsys,
     assert summary["clips"] == 9 and summary["subjects"] == 3
     per_subject = pd.read_csv(run_dir / "per_subject.csv")
     assert list(per_subject["subject"]) == [1, 2, 3]
-    for name in ("config.yaml", "manifest.csv", "confusion_matrix.png", "training_curves.png",
-                 "class_distribution.png", "per_subject_uf1.png"):
+    for name in (
+        "config.yaml",
+        "manifest.csv",
+        "confusion_matrix.png",
+        "training_curves.png",
+        "class_distribution.png",
+        "per_subject_uf1.png",
+    ):
         assert (run_dir / name).stat().st_size > 0, name
     for subject in ("1", "2", "3"):
         fold = run_dir / "folds" / subject
@@ -76,36 +90,82 @@ def test_tiny_loso_run_writes_every_output(tiny_run_arguments, tmp_path, capsys,
         assert json.loads((fold / "history.json").read_text())["loss"]
         assert list((fold / "tensorboard").rglob("events.out.tfevents.*"))
 
-    # A second run preprocesses nothing: every clip comes from the cache.
+    # Preprocessing again (a second run, another fold) takes every clip from the cache.
+    config = load_config(run_dir / "config.yaml")
+    manifest = pd.read_csv(run_dir / "manifest.csv", dtype={"subject": str})
     with caplog.at_level(logging.INFO, logger="mer.data.sources"):
-        assert run_script("ME_model", "me_model.yaml", "test", tiny_run_arguments) == 0
-    assert "9 of 9 clips came from the cache" in caplog.text
+        _, hits = preprocess(config.data, manifest)
+    assert hits == 9 and "9 of 9 clips came from the cache" in caplog.text
+
+
+def test_unwritable_output_folder_is_a_one_line_error(tiny_run_arguments, tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    arguments = tiny_run_arguments + ["--set", f"run.output_dir={blocker / 'runs'}"]
+    assert run_script("ME_model", "me_model.yaml", "test", arguments) == 2
+    error = capsys.readouterr().err
+    assert "cannot write" in error and "not-a-folder" in error and "Traceback" not in error
+
+
+def test_paper_protocol_outputs_are_labelled_optimistic(tiny_run_arguments, tmp_path, capsys):
+    arguments = tiny_run_arguments + [
+        "--set",
+        "eval.protocol=paper",
+        "--set",
+        "run.tensorboard=false",
+    ]
+    assert run_script("ME_model", "me_model.yaml", "test", arguments) == 0
+    output = capsys.readouterr().out
+    assert "FOR COMPARISON ONLY (optimistic: epoch chosen on the test subject)" in output
+    run_dir = tmp_path / "runs" / output.strip().splitlines()[-1].split("/")[-1]
+    assert "paper-optimistic" in run_dir.name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert "optimistic: epoch chosen on the test subject" in summary["protocol"]
+    for name in ("predictions.csv", "per_subject.csv"):
+        labels = set(pd.read_csv(run_dir / name)["protocol"])
+        assert labels == {"paper (optimistic: epoch chosen on the test subject)"}
 
 
 def test_script_dry_run_summary_and_errors(tiny_run_arguments, tmp_path):
     script = [sys.executable, str(PROJECT_ROOT / "ME_model.py")]
-    dry = subprocess.run(script + tiny_run_arguments + ["--dry-run"], capture_output=True,
-                         text=True, timeout=300)
+    dry = subprocess.run(
+        script + tiny_run_arguments + ["--dry-run"], capture_output=True, text=True, timeout=300
+    )
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "9 clips, 3 subjects" in dry.stdout and "LOSO, 3 folds" in dry.stdout
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
 
-    summary = subprocess.run(script + ["--set", "data.root=x", "--set", "data.sheet=y",
-                                       "--summary"], capture_output=True, text=True, timeout=300)
+    summary = subprocess.run(
+        script + ["--set", "data.root=x", "--set", "data.sheet=y", "--summary"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert summary.returncode == 0 and "Total parameters: 2,836,759" in summary.stdout
 
-    bad = subprocess.run(script + ["--set", "train.epoch=3"], capture_output=True, text=True,
-                         timeout=300)
+    bad = subprocess.run(
+        script + ["--set", "train.epoch=3"], capture_output=True, text=True, timeout=300
+    )
     assert bad.returncode == 2 and "unknown config key train.'epoch'" in bad.stderr
-    missing = subprocess.run(script + ["--set", f"data.root={tmp_path}/none", "--set",
-                                       f"data.sheet={tmp_path}/none.xlsx", "--dry-run"],
-                             capture_output=True, text=True, timeout=300)
+    missing = subprocess.run(
+        script
+        + [
+            "--set",
+            f"data.root={tmp_path}/none",
+            "--set",
+            f"data.sheet={tmp_path}/none.xlsx",
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert missing.returncode == 2 and "not found" in missing.stderr
     assert "Traceback" not in missing.stderr
 
 
 def _casme2_replica(root):
-    """Three CASME II subjects as released (Cropped: reg_imgN.jpg), one clip per class."""
+    """Two CASME II subjects as released (Cropped: reg_imgN.jpg), one clip per class."""
     import cv2
     import numpy as np
 
@@ -113,7 +173,7 @@ def _casme2_replica(root):
 
     rows, random = [], np.random.default_rng(1)
     emotions = ["disgust", "happiness", "surprise", "others"]
-    for subject in (1, 2, 3):
+    for subject in (1, 2):
         for index, emotion in enumerate(emotions):
             name = f"EP0{index + 1}_0{subject}f"
             folder = root / f"sub{subject:02d}" / name
@@ -123,8 +183,21 @@ def _casme2_replica(root):
                 cv2.imwrite(str(folder / f"reg_img{number}.jpg"), image)
             rows.append([f"{subject:02d}", name, None, 41, 45, 50, None, "4+L10", emotion])
     sheet = root / "coding.xlsx"
-    write_sheet(sheet, rows, header=["Subject", "Filename", "", "OnsetFrame", "ApexFrame",
-                                     "OffsetFrame", "", "Action Units", "Estimated Emotion"])
+    write_sheet(
+        sheet,
+        rows,
+        header=[
+            "Subject",
+            "Filename",
+            "",
+            "OnsetFrame",
+            "ApexFrame",
+            "OffsetFrame",
+            "",
+            "Action Units",
+            "Estimated Emotion",
+        ],
+    )
     return sheet
 
 
@@ -138,15 +211,16 @@ def test_a_dataset_layout_trains_and_writes_split_lists(tmp_path, capsys):
         f"data.cache_dir={tmp_path / 'cache'}",
         f"run.output_dir={tmp_path / 'runs'}",
         f"run.split_lists_dir={tmp_path / 'txt'}",
+        "run.tensorboard=false",
     ]
     arguments = [argument for item in overrides for argument in ("--set", item)]
     assert run_script("ME_model", "me_model.yaml", "test", arguments) == 0
     run_dir = tmp_path / "runs" / capsys.readouterr().out.strip().splitlines()[-1].split("/")[-1]
     predictions = pd.read_csv(run_dir / "predictions.csv")
-    assert len(predictions) == 9  # "others" is outside the MEGC2019 table
-    assert set(predictions["subject"]) == {"sub01", "sub02", "sub03"}
+    assert len(predictions) == 6  # "others" is outside the MEGC2019 table
+    assert set(predictions["subject"]) == {"sub01", "sub02"}
     splits = run_dir / "splits"
-    assert (splits / "subName.txt").read_text().split() == ["sub01", "sub02", "sub03"]
+    assert (splits / "subName.txt").read_text().split() == ["sub01", "sub02"]
     test_lines = (splits / "sub02_test.txt").read_text().splitlines()
     assert len(test_lines) == 3 and all("sub02" in line for line in test_lines)
     assert not any("sub02" in line for line in (splits / "sub02_train.txt").read_text().split())
@@ -154,29 +228,48 @@ def test_a_dataset_layout_trains_and_writes_split_lists(tmp_path, capsys):
     assert (shared / "sub01_test.txt").read_text() == (splits / "sub01_test.txt").read_text()
 
     # A missing clip folder stops the run with its name, or is skipped and listed on request.
-    shutil.rmtree(tmp_path / "casme2" / "sub03" / "EP03_03f")
+    shutil.rmtree(tmp_path / "casme2" / "sub02" / "EP03_02f")
     assert run_script("ME_model", "me_model.yaml", "test", arguments + ["--dry-run"]) == 2
-    assert "EP03_03f" in capsys.readouterr().err
+    assert "EP03_02f" in capsys.readouterr().err
     skip = arguments + ["--set", "data.on_bad=skip"]
     assert run_script("ME_model", "me_model.yaml", "test", skip) == 0
     run_dir = tmp_path / "runs" / capsys.readouterr().out.strip().splitlines()[-1].split("/")[-1]
     skipped = pd.read_csv(run_dir / "skipped.csv")
-    assert list(skipped["sample"]) == ["sub03/EP03_03f"]
-    assert len(pd.read_csv(run_dir / "predictions.csv")) == 8
+    assert list(skipped["sample"]) == ["sub02/EP03_02f"]
+    assert len(pd.read_csv(run_dir / "predictions.csv")) == 5
 
 
 def test_manifest_command(tmp_path):
     out = tmp_path / "manifest.csv"
-    done = subprocess.run([sys.executable, "-m", "mer", "manifest", "--dataset", "casme2",
-                           "--sheets-only", "--out", str(out)], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mer",
+            "manifest",
+            "--dataset",
+            "casme2",
+            "--sheets-only",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "casme2: 147 samples, 24 subjects" in done.stdout
     assert "negative 90, positive 32, surprise 25" in done.stdout
     assert "row 31" in done.stdout
     assert len(pd.read_csv(out)) == 147
-    unknown = subprocess.run([sys.executable, "-m", "mer", "manifest", "--dataset", "casme9"],
-                             capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
+    unknown = subprocess.run(
+        [sys.executable, "-m", "mer", "manifest", "--dataset", "casme9"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=300,
+    )
     assert unknown.returncode == 2 and "known: casme2" in unknown.stderr
 
 
@@ -199,7 +292,8 @@ def test_deception_set_with_and_without_speakers(tmp_path, capsys):
         "data.layout=deception",
         f"data.root={tmp_path / 'deception'}",
         "train.class_weights=[0.5, 0.5]",
-        "train.kfold=3",
+        "train.kfold=2",
+        "run.tensorboard=false",
         f"data.cache_dir={tmp_path / 'cache'}",
         f"run.output_dir={tmp_path / 'runs'}",
         f"run.split_lists_dir={tmp_path / 'txt'}",
@@ -207,17 +301,19 @@ def test_deception_set_with_and_without_speakers(tmp_path, capsys):
     arguments = [argument for item in overrides for argument in ("--set", item)]
     assert run_script("ME_model", "me_model.yaml", "test", arguments) == 0
     output = capsys.readouterr().out
-    assert "stratified 3-fold" in output and "not subject-independent" in output
+    assert "stratified 2-fold" in output and "not subject-independent" in output
     run_dir = tmp_path / "runs" / output.strip().splitlines()[-1].split("/")[-1]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["protocol"].startswith("stratified 3-fold")
+    assert summary["protocol"].startswith("stratified 2-fold")
     predictions = pd.read_csv(run_dir / "predictions.csv")
-    assert len(predictions) == 6 and set(predictions["subject"]) == {"fold01", "fold02", "fold03"}
+    assert len(predictions) == 6 and set(predictions["subject"]) == {"fold01", "fold02"}
     assert predictions.groupby("subject")["y_true"].nunique().eq(2).all()  # stratified
 
     speakers = tmp_path / "speakers.csv"
-    speakers.write_text("Subject,Filename\nA,trial_lie_001.mp4\nA,trial_truth_001\n"
-                        "B,trial_lie_002\nB,trial_truth_002\nB,trial_lie_003\nA,trial_truth_003\n")
+    speakers.write_text(
+        "Subject,Filename\nA,trial_lie_001.mp4\nA,trial_truth_001\n"
+        "B,trial_lie_002\nB,trial_truth_002\nB,trial_lie_003\nA,trial_truth_003\n"
+    )
     grouped = arguments + ["--set", f"data.sheet={speakers}"]
     assert run_script("ME_model", "me_model.yaml", "test", grouped) == 0
     output = capsys.readouterr().out
@@ -226,4 +322,7 @@ def test_deception_set_with_and_without_speakers(tmp_path, capsys):
     predictions = pd.read_csv(run_dir / "predictions.csv")
     assert set(predictions["subject"]) == {"A", "B"}
     assert set(predictions.loc[predictions["subject"] == "B", "sample"]) == {
-        "trial_lie_002", "trial_truth_002", "trial_lie_003"}
+        "trial_lie_002",
+        "trial_truth_002",
+        "trial_lie_003",
+    }

@@ -166,7 +166,12 @@ def train_fold(
         seed=config.seed + fold.index,
     )
     validation = None
-    if len(fold.validation):
+    test_streams = pick(fold.test)
+    if config.eval.protocol == "paper":  # the published protocol: optimistic, comparison only
+        validation = ClipBatches(
+            test_streams, labels[fold.test], classes, config.train.batch_size, normalizers
+        )
+    elif len(fold.validation):
         validation = ClipBatches(
             pick(fold.validation),
             labels[fold.validation],
@@ -184,6 +189,17 @@ def train_fold(
     ]
     if config.run.tensorboard:
         callbacks.extend(_tensorboard(fold_dir / "tensorboard"))
+    best = fold_dir / "best_on_test_subject.weights.h5"
+    if config.eval.protocol == "paper":
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(best),
+                monitor="val_accuracy",
+                mode="max",
+                save_best_only=True,
+                save_weights_only=True,
+            )
+        )
     history = model.fit(
         batches,
         epochs=config.train.epochs,
@@ -191,7 +207,9 @@ def train_fold(
         callbacks=callbacks,
         verbose=_fit_verbosity(config.train.verbose),
     )
-    test_batches = ClipBatches(pick(fold.test), None, classes, config.train.batch_size, normalizers)
+    if config.eval.protocol == "paper":
+        model.load_weights(best)
+    test_batches = ClipBatches(test_streams, None, classes, config.train.batch_size, normalizers)
     probabilities = np.asarray(model.predict(test_batches, verbose=0), dtype=np.float64)
     if config.run.save_weights:
         model.save_weights(fold_dir / "model.weights.h5")

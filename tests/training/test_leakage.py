@@ -57,3 +57,28 @@ def test_held_out_clips_reach_only_the_final_prediction(tmp_path, monkeypatch):
     assert fitted_callbacks == ["LearningRateScheduler"]
     assert len(result.history["loss"]) == config.train.epochs
     assert result.probabilities.shape == (4, 3)
+
+
+def test_the_audit_sees_the_paper_protocol_leak(tmp_path, monkeypatch):
+    """The published protocol validates on, and picks its epoch with, the held-out subject."""
+    subjects = ["a"] * 3 + ["b"] * 3
+    random = np.random.default_rng(1)
+    clips = [random.integers(0, 200, (4, 16, 16, 3), dtype=np.uint8) for _ in subjects]
+    labels = np.array([0, 1, 2] * 2)
+    fold = loso_folds(subjects)[0]
+    held_out = {id(clips[row]) for row in fold.test}
+    labelled = []
+    real_batches = loso.ClipBatches
+
+    def recording_batches(streams, batch_labels, *arguments, **keywords):
+        if batch_labels is not None:
+            labelled.extend(id(clip) for stream in streams for clip in stream)
+        return real_batches(streams, batch_labels, *arguments, **keywords)
+
+    monkeypatch.setattr(loso, "ClipBatches", recording_batches)
+    overrides = [item for item in TINY if "validation_subjects" not in item]
+    config = load_config(None, overrides + ["eval.protocol=paper"])
+    result = train_fold(fold, [clips], labels, config, tmp_path / "fold")
+    assert held_out <= set(labelled)  # the leak the default protocol never has
+    assert (tmp_path / "fold" / "best_on_test_subject.weights.h5").is_file()
+    assert "val_accuracy" in result.history
