@@ -140,24 +140,32 @@ def run_experiment(
     found = load_manifest(config.data, source)
     manifest = usable_samples(config.data, found)
     print_plan(config, source, manifest)
+
+    preprocess_started = time.perf_counter()
+    prepared = preprocess(config.data, manifest)  # a dry run too: it finds every broken clip
+    preprocess_seconds = time.perf_counter() - preprocess_started
+    manifest = manifest.iloc[prepared.rows].reset_index(drop=True)
+    problems = pd.concat([found.problems, prepared.failures], ignore_index=True)
+    skipped = problems[problems["excluded"].astype(bool)]
     if dry_run:
+        print(
+            f"Preprocessing: {len(manifest)} clips ready ({prepared.hits} from the cache), "
+            f"{len(skipped)} skipped"
+        )
         return None
 
     run_dir = resume or make_run_dir(config, script, source.name)
     print(f"Run folder: {run_dir}")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_csv(run_dir / "manifest.csv", manifest)
-    if len(found.problems):
-        write_csv(run_dir / "problems.csv", found.problems)
-        write_csv(run_dir / "skipped.csv", found.excluded_problems())
+    if len(problems):
+        write_csv(run_dir / "problems.csv", problems)
+        write_csv(run_dir / "skipped.csv", skipped)
     plots.plot_class_distribution(
         manifest["label"].value_counts().reindex(config.data.classes, fill_value=0).to_dict(),
         run_dir / "class_distribution.png",
     )
-
-    preprocess_started = time.perf_counter()
-    streams, _ = preprocess(config.data, manifest)
-    preprocess_seconds = time.perf_counter() - preprocess_started
+    streams = prepared.streams
 
     labels = np.array([config.data.classes.index(label) for label in manifest["label"]])
     folds, protocol = make_folds(config, manifest, labels)
@@ -183,7 +191,7 @@ def run_experiment(
     summary.update(
         protocol=protocol,
         dataset=source.name,
-        skipped=len(found.excluded_problems()),
+        skipped=len(skipped),
         seed=config.seed,
         versions=versions(),
         timings={

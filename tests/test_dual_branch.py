@@ -42,8 +42,9 @@ def test_two_streams_are_cached_and_not_decoded_again(tiny_demo, tmp_path, monke
                          _overrides(root, sheet, tmp_path))
     source = sources.resolve_source(config.data)
     manifest = sources.load_manifest(config.data, source).samples
-    streams, hits = sources.preprocess(config.data, manifest)
-    assert hits == 0 and len(streams) == 2
+    prepared = sources.preprocess(config.data, manifest)
+    streams = prepared.streams
+    assert prepared.hits == 0 and len(streams) == 2
     faces, regions = streams
     assert faces[0].shape == regions[0].shape == (6, 32, 32, 3)
     assert faces[0].dtype == regions[0].dtype == np.uint8
@@ -54,9 +55,9 @@ def test_two_streams_are_cached_and_not_decoded_again(tiny_demo, tmp_path, monke
 
     monkeypatch.setattr(sources, "read_frames", no_decoding)
     monkeypatch.setattr(sources, "frame_changes", no_decoding)
-    again, hits = sources.preprocess(config.data, manifest)
-    assert hits == len(manifest) == 6
-    np.testing.assert_array_equal(again[1][0], regions[0])
+    again = sources.preprocess(config.data, manifest)
+    assert again.hits == len(manifest) == 6
+    np.testing.assert_array_equal(again.streams[1][0], regions[0])
 
 
 def test_dual_branch_script_end_to_end(tiny_demo, tmp_path):

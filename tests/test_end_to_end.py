@@ -94,7 +94,7 @@ def test_tiny_loso_run_writes_every_output(tiny_run_arguments, tmp_path, capsys,
     config = load_config(run_dir / "config.yaml")
     manifest = pd.read_csv(run_dir / "manifest.csv", dtype={"subject": str})
     with caplog.at_level(logging.INFO, logger="mer.data.sources"):
-        _, hits = preprocess(config.data, manifest)
+        hits = preprocess(config.data, manifest).hits
     assert hits == 9 and "9 of 9 clips came from the cache" in caplog.text
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 
 def _digest(value: Any) -> str:
@@ -60,19 +59,3 @@ class ClipCache:
             Path(temporary).unlink(missing_ok=True)
             raise
         return np.load(target, mmap_mode="r"), False
-
-    def prepare(
-        self,
-        clip_paths: list[str],
-        makers: list[Callable[[], np.ndarray]],
-        description: str = "preprocessing",
-    ) -> tuple[list[np.ndarray], int]:
-        """Loads or makes every clip, with a progress bar; returns (arrays, number of hits)."""
-        arrays, hits = [], 0
-        with tqdm(total=len(clip_paths), desc=description, unit="clip") as progress:
-            for clip_path, make in zip(clip_paths, makers, strict=True):
-                array, hit = self.load_or_make(clip_path, make)
-                arrays.append(array)
-                hits += hit
-                progress.update()
-        return arrays, hits

@@ -145,5 +145,18 @@ def build_manifest(data: DataConfig, root: Path, sheet: Path, dataset: str) -> M
     manifest = clips.join(annotations, on="filename")
     manifest["dataset"] = dataset
     manifest["sample"] = manifest["filename"]
-    manifest["frames"] = [count_frames(Path(path)) for path in manifest["path"]]
-    return Manifest(manifest[MANIFEST_COLUMNS].reset_index(drop=True))
+    counts, problems = [], []
+    for path, sample in zip(manifest["path"], manifest["sample"], strict=True):
+        try:
+            counts.append(count_frames(Path(path)))
+        except DataError as error:  # a corrupt or empty video: reported, never a traceback
+            counts.append(None)
+            problems.append(
+                {"where": path, "sample": sample, "problem": str(error), "excluded": True}
+            )
+    manifest["frames"] = counts
+    manifest = manifest[manifest["frames"].notna()]
+    return Manifest(
+        manifest[MANIFEST_COLUMNS].reset_index(drop=True),
+        pd.DataFrame(problems, columns=PROBLEM_COLUMNS),
+    )

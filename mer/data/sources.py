@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from mer.config import DataConfig, resolve_path
 from mer.data.cache import ClipCache
@@ -30,7 +31,7 @@ from mer.data.datasets import (
     load_dataset_spec,
     sheet_path,
 )
-from mer.data.manifest import Manifest, build_manifest
+from mer.data.manifest import PROBLEM_COLUMNS, Manifest, build_manifest
 from mer.data.sheets import DataError
 from mer.data.synthetic import DemoSpec, generate_demo
 
@@ -133,13 +134,25 @@ def _optional_int(value) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
 
 
-def preprocess(data: DataConfig, manifest: pd.DataFrame) -> tuple[list[list[np.ndarray]], int]:
-    """Every clip of the manifest as uint8 arrays, through the cache: decoding, frame
-    selection, landmarks and cropping run once per clip and settings.
+@dataclasses.dataclass
+class Preprocessed:
+    """The clips that could be prepared, and what became of the others."""
 
-    Returns:
-        (streams, cache hits): streams holds one list of (frames, size, size, channels) clips,
-        or two (whole face, AU-region crops) when data.regions is enabled.
+    streams: list[list[np.ndarray]]  # one list of (frames, size, size, channels) per input
+    rows: list[int]  # manifest positions of those clips
+    hits: int  # clips read back from the cache
+    failures: pd.DataFrame  # PROBLEM_COLUMNS: clips that failed (only with data.on_bad=skip)
+
+
+def preprocess(data: DataConfig, manifest: pd.DataFrame) -> Preprocessed:
+    """Every clip of the manifest as uint8 arrays, through the cache: decoding, frame
+    selection, landmarks and cropping run once per clip and settings (tqdm shows clips/s).
+
+    A clip whose media fail here (an unreadable image, a video shorter than it claims) stops
+    the run with its name, or with data.on_bad=skip is left out and listed.
+
+    Raises:
+        DataError: a clip failed and data.on_bad is "error".
     """
     cache = ClipCache(resolve_path(data.cache_dir), preprocessing_settings(data))
 
@@ -168,12 +181,34 @@ def preprocess(data: DataConfig, manifest: pd.DataFrame) -> tuple[list[list[np.n
 
         return make
 
-    makers = [maker(row) for _, row in manifest.iterrows()]
-    arrays, hits = cache.prepare(list(manifest["path"]), makers)
+    arrays, rows, failures, hits = [], [], [], 0
+    records = list(manifest.iterrows())
+    for position, (_, row) in enumerate(tqdm(records, desc="preprocessing", unit="clip")):
+        try:
+            array, hit = cache.load_or_make(row["path"], maker(row))
+        except DataError as error:
+            if data.on_bad == "error":
+                raise DataError(f"{error} (or --on-bad skip to leave the clip out)") from error
+            logger.warning("skipped %s: %s", row["sample"], error)
+            failures.append(
+                {
+                    "where": row["path"],
+                    "sample": row["sample"],
+                    "problem": str(error),
+                    "excluded": True,
+                }
+            )
+            continue
+        arrays.append(array)
+        rows.append(position)
+        hits += hit
     logger.info("%d of %d clips came from the cache %s", hits, len(arrays), cache.directory)
-    if not data.regions.enabled:
-        return [arrays], hits
-    return [[array[0] for array in arrays], [array[1] for array in arrays]], hits
+    streams = (
+        [arrays]
+        if not data.regions.enabled
+        else [[array[0] for array in arrays], [array[1] for array in arrays]]
+    )
+    return Preprocessed(streams, rows, hits, pd.DataFrame(failures, columns=PROBLEM_COLUMNS))
 
 
 def _region_crops(data: DataConfig, frames: np.ndarray, aus: str | None, where: str) -> np.ndarray:
