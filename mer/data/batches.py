@@ -26,8 +26,9 @@ class Normalizer:
       (see `fit`); the held-out subject never contributes.
     """
 
-    def __init__(self, mode: str, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None):
+    def __init__(
+        self, mode: str, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+    ):
         if mode not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {mode!r}")
         if mode == "train_fold" and (mean is None or std is None):
@@ -104,7 +105,9 @@ class ClipBatches(keras.utils.PyDataset):
         super().__init__(**kwargs)
         lengths = {len(stream) for stream in streams}
         if len(lengths) != 1 or 0 in lengths:
-            raise ValueError(f"streams must be non-empty and of equal length, got {sorted(lengths)}")
+            raise ValueError(
+                f"streams must be non-empty and of equal length, got {sorted(lengths)}"
+            )
         if labels is not None and len(labels) != len(streams[0]):
             raise ValueError(f"{len(labels)} labels for {len(streams[0])} clips")
         if batch_size < 1:

@@ -13,7 +13,9 @@ class DataError(ValueError):
     """A problem with the data on disk, naming the file or row and what to do about it."""
 
 
-def read_sheet(path: str | Path, sheet_name: str | None = None, header_row: int = 0) -> pd.DataFrame:
+def read_sheet(
+    path: str | Path, sheet_name: str | None = None, header_row: int = 0
+) -> pd.DataFrame:
     """Reads an annotation sheet as text cells, so that ids such as `006` keep their zeros.
 
     Args:

@@ -12,17 +12,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from mer.config import DataConfig, resolve_path
-from mer.data.cache import ClipCache
 from mer.data.aus import au_numbers
-from mer.data.faces import shared_landmarker
-from mer.data.frames import (
-    frame_changes,
-    frame_numbers,
-    read_frames,
-    resize_frames,
-    select_positions,
-)
-from mer.data.regions import crop_regions
+from mer.data.cache import ClipCache
 from mer.data.datasets import (
     DatasetSpec,
     build_composite_manifest,
@@ -31,7 +22,16 @@ from mer.data.datasets import (
     load_dataset_spec,
     sheet_path,
 )
+from mer.data.faces import shared_landmarker
+from mer.data.frames import (
+    frame_changes,
+    frame_numbers,
+    read_frames,
+    resize_frames,
+    select_positions,
+)
 from mer.data.manifest import PROBLEM_COLUMNS, Manifest, build_manifest
+from mer.data.regions import crop_regions
 from mer.data.sheets import DataError
 from mer.data.synthetic import DemoSpec, generate_demo
 

@@ -22,8 +22,12 @@ from tests.data.replicas import write_video
 def test_frame_files_sort_numerically_whatever_the_prefix(tmp_path):
     for name in ["img10.jpg", "img9.jpg", "img100.jpg", "notes.txt", "img1.jpg"]:
         (tmp_path / name).write_bytes(b"")
-    assert [p.name for p in frame_files(tmp_path)] == ["img1.jpg", "img9.jpg", "img10.jpg",
-                                                        "img100.jpg"]
+    assert [p.name for p in frame_files(tmp_path)] == [
+        "img1.jpg",
+        "img9.jpg",
+        "img10.jpg",
+        "img100.jpg",
+    ]
 
 
 def test_select_positions_samplers():
@@ -65,7 +69,9 @@ def test_video_and_frame_folder_read_the_same_frames(tmp_path):
     folder = tmp_path / "clip_frames"
     folder.mkdir()
     for index, frame in enumerate(frames):
-        cv2.imwrite(str(folder / f"reg_img{index + 46}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(
+            str(folder / f"reg_img{index + 46}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        )
     assert count_frames(tmp_path / "clip.avi") == 6
     assert count_frames(folder) == 6
     assert frame_numbers(folder) == [46, 47, 48, 49, 50, 51]
