@@ -21,7 +21,7 @@ import yaml
 from mer.config import CONFIG_DIR, ConfigError, SheetColumns, build_typed, resolve_path
 from mer.data.aus import AUWarning, format_action_units, parse_action_units
 from mer.data.frames import count_frames, frame_changes, frame_numbers, is_clip
-from mer.data.manifest import MANIFEST_COLUMNS, PROBLEM_COLUMNS, Manifest
+from mer.data.manifest import MANIFEST_COLUMNS, PROBLEM_COLUMNS, Manifest, problem_row
 from mer.data.sheets import DataError, frame_number, read_sheet, require_columns
 
 logger = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ def build_dataset_manifest(
             continue  # a blank line
         if subject is None or filename is None:
             problems.append(
-                _problem(where, "", f"subject or filename blank ({subject!r}, {filename!r})")
+                problem_row(where, "", f"subject or filename blank ({subject!r}, {filename!r})")
             )
             continue
         number = canonical_subject(subject)  # what the templates format
@@ -176,13 +176,13 @@ def build_dataset_manifest(
         key = tuple({"subject": subject, "filename": filename, "onset": onset}[k] for k in spec.key)
         sample = "/".join(str(part) for part in key)
         if key in seen:
-            problems.append(_problem(where, sample, f"duplicate key {key} (also {seen[key]})"))
+            problems.append(problem_row(where, sample, f"duplicate key {key} (also {seen[key]})"))
             continue
         seen[key] = where
         if columns.onset and columns.offset:
             if onset is None or offset is None or onset < 1 or offset < onset:
                 problems.append(
-                    _problem(
+                    problem_row(
                         where,
                         sample,
                         f"invalid onset/offset ({cell(columns.onset)!r}, {cell(columns.offset)!r})",
@@ -192,7 +192,7 @@ def build_dataset_manifest(
             if spec.apex != "sheet" or apex is None or not onset <= apex <= offset:
                 if spec.apex == "sheet":
                     problems.append(
-                        _problem(
+                        problem_row(
                             where,
                             sample,
                             f"apex {cell(columns.apex)!r} not in "
@@ -237,10 +237,6 @@ def clip_path(
     )
 
 
-def _problem(where: str, sample: str, problem: str, excluded: bool = True) -> dict:
-    return {"where": where, "sample": sample, "problem": problem, "excluded": excluded}
-
-
 def _aus(value: str | None, where: str, problems: list[dict], sample: str) -> str:
     import warnings
 
@@ -249,10 +245,10 @@ def _aus(value: str | None, where: str, problems: list[dict], sample: str) -> st
         try:
             units = parse_action_units(value, where=where)
         except ValueError as error:
-            problems.append(_problem(where, sample, str(error), False))
+            problems.append(problem_row(where, sample, str(error), False))
             return ""
     for warning in caught:
-        problems.append(_problem(where, sample, str(warning.message), False))
+        problems.append(problem_row(where, sample, str(warning.message), False))
     return format_action_units(units)
 
 
@@ -271,7 +267,7 @@ def _check_media(
             path = matches[0] if matches else path
             samples.at[index, "path"] = str(path)
         if not path.exists() or not is_clip(path):
-            problems.append(_problem(str(path), row["sample"], "clip not found on disk"))
+            problems.append(problem_row(str(path), row["sample"], "clip not found on disk"))
             continue
         try:
             numbers = frame_numbers(path) if path.is_dir() else None
@@ -279,13 +275,13 @@ def _check_media(
                 len(numbers) if numbers is not None else count_frames(path)
             )
         except DataError as error:
-            problems.append(_problem(str(path), row["sample"], str(error)))
+            problems.append(problem_row(str(path), row["sample"], str(error)))
             continue
         if numbers is not None and pd.notna(row["onset"]):
             missing = sorted(set(range(int(row["onset"]), int(row["offset"]) + 1)) - set(numbers))
             if missing:
                 problems.append(
-                    _problem(
+                    problem_row(
                         str(path),
                         row["sample"],
                         f"{len(missing)} frame(s) missing in onset..offset, e.g. {missing[:3]}",
@@ -298,7 +294,7 @@ def _check_media(
     pattern = _PLACEHOLDER.sub("*", spec.path)
     for stray in sorted(root.glob(pattern)):
         if str(stray) not in listed and str(stray.with_suffix("")) not in listed and is_clip(stray):
-            problems.append(_problem(str(stray), "", "on disk but not in the sheet", False))
+            problems.append(problem_row(str(stray), "", "on disk but not in the sheet", False))
     return samples.loc[keep]
 
 
@@ -341,17 +337,19 @@ def build_folder_manifest(spec: DatasetSpec, root: Path, subjects: Path | None) 
             raise DataError(f"class folder missing: {directory} (dataset {spec.name})")
         for entry in sorted(directory.iterdir()):
             if not is_clip(entry):
-                problems.append(_problem(str(entry), "", "not a video or frame folder", False))
+                problems.append(problem_row(str(entry), "", "not a video or frame folder", False))
                 continue
             name = entry.stem if entry.is_file() else entry.name
             subject = subject_of.get(name) if subjects is not None else None
             if subjects is not None and subject is None:
-                problems.append(_problem(str(entry), name, f"not in the subject sheet {subjects}"))
+                problems.append(
+                    problem_row(str(entry), name, f"not in the subject sheet {subjects}")
+                )
                 continue
             try:
                 frames = count_frames(entry)
             except DataError as error:
-                problems.append(_problem(str(entry), name, str(error)))
+                problems.append(problem_row(str(entry), name, str(error)))
                 continue
             rows.append(
                 {
@@ -429,7 +427,7 @@ def build_composite_manifest(
         sample = f"{record.part}/{record.subject}/{record.filename}"
         if (record.part, match) not in pool.index:
             extra.append(
-                _problem(
+                problem_row(
                     gt_path.name,
                     sample,
                     f"official sample not found in the "
@@ -441,7 +439,7 @@ def build_composite_manifest(
         label = classes[int(record.label)]
         if row["label"] != label:
             extra.append(
-                _problem(
+                problem_row(
                     gt_path.name,
                     sample,
                     f"official label {label} differs from "

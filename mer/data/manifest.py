@@ -30,6 +30,12 @@ MANIFEST_COLUMNS = [
 PROBLEM_COLUMNS = ["where", "sample", "problem", "excluded"]
 
 
+def problem_row(where: str, sample: str, problem: str, excluded: bool = True) -> dict:
+    """One row of a problems table: where it was found, the sample, what, and whether the
+    sample was left out because of it."""
+    return {"where": where, "sample": sample, "problem": problem, "excluded": excluded}
+
+
 @dataclasses.dataclass
 class Manifest:
     """Samples, the problems found on the way, and what the class table left out."""
@@ -151,9 +157,7 @@ def build_manifest(data: DataConfig, root: Path, sheet: Path, dataset: str) -> M
             counts.append(count_frames(Path(path)))
         except DataError as error:  # a corrupt or empty video: reported, never a traceback
             counts.append(None)
-            problems.append(
-                {"where": path, "sample": sample, "problem": str(error), "excluded": True}
-            )
+            problems.append(problem_row(path, sample, str(error)))
     manifest["frames"] = counts
     manifest = manifest[manifest["frames"].notna()]
     return Manifest(

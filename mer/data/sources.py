@@ -30,7 +30,7 @@ from mer.data.frames import (
     resize_frames,
     select_positions,
 )
-from mer.data.manifest import PROBLEM_COLUMNS, Manifest, build_manifest
+from mer.data.manifest import PROBLEM_COLUMNS, Manifest, build_manifest, problem_row
 from mer.data.regions import crop_regions
 from mer.data.sheets import DataError
 from mer.data.synthetic import DemoSpec, generate_demo
@@ -190,14 +190,7 @@ def preprocess(data: DataConfig, manifest: pd.DataFrame) -> Preprocessed:
             if data.on_bad == "error":
                 raise DataError(f"{error} (or --on-bad skip to leave the clip out)") from error
             logger.warning("skipped %s: %s", row["sample"], error)
-            failures.append(
-                {
-                    "where": row["path"],
-                    "sample": row["sample"],
-                    "problem": str(error),
-                    "excluded": True,
-                }
-            )
+            failures.append(problem_row(row["path"], row["sample"], str(error)))
             continue
         arrays.append(array)
         rows.append(position)
