@@ -15,12 +15,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from mer.config import CONFIG_DIR, ConfigError, SheetColumns, build_typed, resolve_path
 from mer.data.aus import AUWarning, format_action_units, parse_action_units
-from mer.data.frames import count_frames, frame_changes, frame_numbers, is_clip
+from mer.data.frames import count_frames, frame_changes, frame_numbers, is_clip, read_frames
 from mer.data.manifest import MANIFEST_COLUMNS, PROBLEM_COLUMNS, Manifest, problem_row
 from mer.data.sheets import DataError, frame_number, read_sheet, require_columns
 
@@ -301,7 +302,7 @@ def _check_media(
 def _strongest_change(path: Path, numbers: list[int] | None, row: pd.Series) -> int:
     """The frame number of onset..offset that differs most from the frame before it."""
     numbers = numbers or list(range(1, int(row["frames"]) + 1))
-    changes = frame_changes(path, len(numbers))
+    changes = frame_changes(read_frames(path, np.arange(len(numbers))))
     inside = [
         position
         for position, number in enumerate(numbers)

@@ -151,17 +151,14 @@ def select_positions(
     return span[np.rint(np.linspace(0, len(span) - 1, count)).astype(int)]
 
 
-def frame_changes(path: Path, count: int) -> np.ndarray:
+def frame_changes(frames: Sequence[np.ndarray]) -> np.ndarray:
     """Per frame, the sum of absolute grey-level differences from the previous frame (0 first).
 
     Args:
-        path: the clip.
-        count: its number of frames.
+        frames: a clip's decoded RGB frames, in order.
     """
-    greys = np.stack(
-        [cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) for image in read_frames(path, np.arange(count))]
-    ).astype(np.int16)
-    return np.concatenate([[0.0], np.abs(np.diff(greys, axis=0)).sum(axis=(1, 2))])
+    greys = np.stack([cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) for image in frames])
+    return np.concatenate([[0.0], np.abs(np.diff(greys.astype(np.int16), axis=0)).sum(axis=(1, 2))])
 
 
 def read_frames(path: Path, positions: np.ndarray) -> list[np.ndarray]:

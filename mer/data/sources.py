@@ -161,7 +161,10 @@ def preprocess(data: DataConfig, manifest: pd.DataFrame) -> Preprocessed:
             path = Path(row["path"])
             where = f"clip {row['sample']} ({row['path']})"
             numbers = frame_numbers(path, int(row["frames"]))
-            motion = frame_changes(path, len(numbers)) if data.sampler == "max_motion" else None
+            motion = clip = None
+            if data.sampler == "max_motion":  # decode the whole clip once, pick from it
+                clip = read_frames(path, np.arange(len(numbers)))
+                motion = frame_changes(clip)
             positions = select_positions(
                 numbers,
                 data.frames,
@@ -172,7 +175,7 @@ def preprocess(data: DataConfig, manifest: pd.DataFrame) -> Preprocessed:
                 motion=motion,
                 where=where,
             )
-            frames = read_frames(path, positions)
+            frames = read_frames(path, positions) if clip is None else [clip[p] for p in positions]
             faces = resize_frames(frames, data.size, data.grayscale)
             if not data.regions.enabled:
                 return faces

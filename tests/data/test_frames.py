@@ -115,4 +115,4 @@ def test_frame_changes_measure_grey_differences(tmp_path):
     frames[2, :2, :2] = 10  # frame 2 differs from 1 and from 3 by 4 pixels of 10 grey levels
     for index, frame in enumerate(frames):
         cv2.imwrite(str(folder / f"img{index + 1}.png"), frame)
-    np.testing.assert_allclose(frame_changes(folder, 4), [0, 0, 40, 40])
+    np.testing.assert_allclose(frame_changes(read_frames(folder, np.arange(4))), [0, 0, 40, 40])
