@@ -31,6 +31,7 @@ from mer.evaluation.report import (
     format_report,
     per_subject_table,
     summarize,
+    write_atomically,
     write_csv,
     write_json,
 )
@@ -156,7 +157,7 @@ def run_experiment(
 
     run_dir = resume or make_run_dir(config, script, source.name)
     print(f"Run folder: {run_dir}")
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_atomically(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_csv(run_dir / "manifest.csv", manifest)
     if len(problems):
         write_csv(run_dir / "problems.csv", problems)

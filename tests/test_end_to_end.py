@@ -1,5 +1,6 @@
 """A tiny LOSO run of ME_model.py: 3 subjects, tiny frames, 1 epoch, every output checked."""
 
+import errno
 import json
 import logging
 import shutil
@@ -105,6 +106,17 @@ def test_unwritable_output_folder_is_a_one_line_error(tiny_run_arguments, tmp_pa
     assert run_script("ME_model", "me_model.yaml", "test", arguments) == 2
     error = capsys.readouterr().err
     assert "cannot write" in error and "not-a-folder" in error and "Traceback" not in error
+
+
+def test_a_full_disk_is_a_one_line_error(tiny_run_arguments, monkeypatch, capsys):
+    def disk_full(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("mer.evaluation.report.os.fsync", disk_full)
+    assert run_script("ME_model", "me_model.yaml", "test", tiny_run_arguments) == 2
+    error = capsys.readouterr().err
+    assert "No space left on device" in error and "config.yaml" in error
+    assert "Traceback" not in error
 
 
 def test_paper_protocol_outputs_are_labelled_optimistic(tiny_run_arguments, tmp_path, capsys):

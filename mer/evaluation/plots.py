@@ -7,15 +7,17 @@ pyplot's global backend and figure registry are left untouched.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from mer.evaluation.report import write_atomically
 
 VALIDATION_PREFIX = "val_"
 MAX_LEGEND_FOLDS = 12
@@ -247,8 +249,8 @@ def _series(fold: str, metric: str, series: Sequence[float]) -> np.ndarray:
 
 
 def _save(figure: Figure, path: str | os.PathLike[str]) -> None:
-    """Renders ``figure`` to a PNG file with the Agg canvas."""
-    destination = Path(path)
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    """Renders ``figure`` to a PNG file with the Agg canvas (written atomically)."""
     FigureCanvasAgg(figure)
-    figure.savefig(destination, format="png")
+    image = io.BytesIO()
+    figure.savefig(image, format="png")
+    write_atomically(path, image.getvalue())

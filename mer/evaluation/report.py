@@ -173,7 +173,7 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     Raises:
         TypeError: If ``obj`` holds something JSON cannot represent (nothing is written).
     """
-    _write_text_atomically(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    write_atomically(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
 def write_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
@@ -183,7 +183,7 @@ def write_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
         path: Destination file.
         frame: Table to write.
     """
-    _write_text_atomically(path, frame.to_csv(index=False, lineterminator="\n"))
+    write_atomically(path, frame.to_csv(index=False, lineterminator="\n"))
 
 
 def natural_sort_key(text: str) -> tuple[list[str | int], str]:
@@ -299,16 +299,21 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON: {value!r}")
 
 
-def _write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
-    """Writes ``text`` to a temporary sibling of ``path``, then renames it over ``path``."""
+def write_atomically(path: str | os.PathLike[str], content: str | bytes) -> None:
+    """Writes ``content`` to a temporary sibling of ``path``, then renames it over ``path``: a
+    full disk or a kill mid-write leaves the previous file (or none), never a truncated one."""
     destination = Path(path)
     destination.parent.mkdir(parents=True, exist_ok=True)
     temporary = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.tmp")
+    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
-        with open(temporary, "x", encoding="utf-8", newline="") as stream:
-            stream.write(text)
+        with open(temporary, "xb") as stream:
+            stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, destination)
+    except OSError as error:
+        error.filename = error.filename or str(destination)  # say which file could not be written
+        raise
     finally:
         temporary.unlink(missing_ok=True)

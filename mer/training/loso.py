@@ -22,7 +22,7 @@ import pandas as pd
 
 from mer.config import ExperimentConfig
 from mer.data.batches import ClipBatches, Normalizer
-from mer.evaluation.report import natural_sort_key, write_json
+from mer.evaluation.report import natural_sort_key, write_atomically, write_json
 from mer.models.builders import build_mlsp_model
 from mer.training.losses import WeightedCategoricalCrossentropy
 from mer.training.schedules import step_decay
@@ -102,12 +102,12 @@ def write_split_lists(
     `<subject>_test.txt` list "<clip path> <label index>" per line.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "subName.txt").write_text("".join(f"{fold.subject}\n" for fold in folds))
+    write_atomically(directory / "subName.txt", "".join(f"{fold.subject}\n" for fold in folds))
     paths = manifest["path"].to_numpy()
     for fold in folds:
         for kind, rows in (("train", fold.train), ("test", fold.test)):
             lines = "".join(f"{paths[row]} {labels[row]}\n" for row in rows)
-            (directory / f"{fold.subject}_{kind}.txt").write_text(lines)
+            write_atomically(directory / f"{fold.subject}_{kind}.txt", lines)
 
 
 def build_model(config: ExperimentConfig, input_shape: Sequence[int], streams: int = 1):
@@ -212,11 +212,13 @@ def train_fold(
     test_batches = ClipBatches(test_streams, None, classes, config.train.batch_size, normalizers)
     probabilities = np.asarray(model.predict(test_batches, verbose=0), dtype=np.float64)
     if config.run.save_weights:
-        model.save_weights(fold_dir / "model.weights.h5")
+        partial = fold_dir / ".partial.weights.h5"  # renamed once complete, as every result
+        model.save_weights(partial)
+        partial.replace(fold_dir / "model.weights.h5")
     curves = {key: [float(value) for value in values] for key, values in history.history.items()}
-    (fold_dir / "history.json").write_text(json.dumps(curves, indent=1))
-    (fold_dir / "normalization.json").write_text(
-        json.dumps([normalizer.to_dict() for normalizer in normalizers])
+    write_json(fold_dir / "history.json", curves)
+    write_json(
+        fold_dir / "normalization.json", [normalizer.to_dict() for normalizer in normalizers]
     )
     return FoldResult(fold.subject, fold.test, probabilities, curves, time.perf_counter() - started)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from pathlib import Path
@@ -195,6 +196,20 @@ def test_write_json_round_trip_and_atomic_failure(tmp_path: Path) -> None:
         write_json(path, {"n": object()})
     assert json.loads(path.read_text()) == {"n": 4}
     assert [entry.name for entry in path.parent.iterdir()] == ["summary.json"]
+
+
+def test_a_full_disk_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "summary.json"
+    write_json(path, {"n": 1})
+
+    def disk_full(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("mer.evaluation.report.os.fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_json(path, {"n": 2})
+    assert json.loads(path.read_text()) == {"n": 1}  # the old file, whole; no partial one
+    assert [entry.name for entry in tmp_path.iterdir()] == ["summary.json"]
 
 
 def test_write_csv_round_trip(tmp_path: Path) -> None:
