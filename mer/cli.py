@@ -10,7 +10,10 @@ from pathlib import Path
 
 from mer.config import CONFIG_DIR, ConfigError, ExperimentConfig, load_config, resolve_path
 from mer.data.sheets import DataError
+from mer.inference.commands import add_commands as add_model_commands
+from mer.presets import presets_command
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
@@ -92,7 +95,7 @@ def run_script(
     print(f"Config: {path}" + "".join(f" --set {item}" for item in overrides))
 
     from mer.experiment import input_shape, run_experiment, streams
-    from mer.training.loso import build_model
+    from mer.training.loso import TrainingError, build_model
 
     if arguments.summary:
         model = build_model(config, input_shape(config), streams(config))
@@ -104,6 +107,9 @@ def run_script(
     except DataError as error:
         print(f"{script}: data error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except TrainingError as error:
+        print(f"{script}: training failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except OSError as error:  # a full disk, a read-only or missing folder: say which, no trace
@@ -241,9 +247,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     regions.add_argument("--out", help="write the crop (size x size) here")
     regions.add_argument("--size", type=int, default=128, help="crop size (default 128)")
     regions.add_argument("--margin", type=float, default=0.0, help="box margin, fraction")
+    presets = commands.add_parser(
+        "presets", help="every preset's parameter count beside the papers' figures"
+    )
+    presets.add_argument("presets", nargs="*", metavar="PRESET", help="YAMLs (default: all)")
+    model_commands = add_model_commands(commands)  # predict, explain, export, architecture
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    command = {"manifest": manifest_command, "regions": regions_command}[arguments.command]
+    command = {
+        "manifest": manifest_command,
+        "regions": regions_command,
+        "presets": presets_command,
+        **model_commands,
+    }[arguments.command]
     try:
         return command(arguments)
     except (ConfigError, DataError, ValueError) as error:

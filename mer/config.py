@@ -59,6 +59,9 @@ class RegionConfig:
     )  # AUs the region rule looks at (the published AU_CODE); others are ignored
     box: Literal["per_frame", "onset", "union"] = "onset"  # per_frame: the published, jittery
     margin: float = 0.0  # fraction of the box's width/height added on each side
+    # a clip with no face in any selected frame: a bad clip (stops the run, or skipped with
+    # data.on_bad=skip), or cropped at the region's fixed fraction of the frame
+    no_face: Literal["error", "proportional"] = "error"
 
 
 @dataclasses.dataclass
@@ -94,18 +97,27 @@ class DataConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    """The MLSP 2024 network; the defaults are the published numbers."""
+    """The MLSP 2024 network; the defaults are the published numbers, the other values build
+    the papers' ablations and dataset variants (see `mer.models.builders.build_mlsp_model`)."""
 
+    branches: int = 2  # first-stage 3D conv branches; 1: the 5x5x5 branch alone
     branch_filters: int = 32  # filters of each first-stage 3D conv branch
     merge_filters: int = 32  # filters of the conv after the branches are concatenated
     pool_size: int = 3  # MaxPool3D pool and stride
-    cam: Literal["difference", "sum", "cbam"] = "difference"
+    # difference: enhanced CAM (EC-CBAM); cbam: the original; none: no attention block at all
+    cam: Literal["difference", "sum", "cbam", "none"] = "difference"
     cam_reduction: int = 8  # hidden width of the channel-attention MLP is channels / this
     dense_units: list[int] = dataclasses.field(default_factory=lambda: [128, 64])
     dropout: float = 0.3
-    gru_units: int = 512
-    heads: int = 8  # MSMH heads; head s has width gru_units / 2**s
+    temporal: Literal["gru", "lstm", "none"] = "gru"  # recurrent layer over the frame features
+    gru_units: int = 512  # width of the GRU (or of the LSTM with temporal: lstm)
+    # over time after the recurrent layer: msmh; multi_head (Keras MultiHeadAttention); none:
+    # the recurrent layer's last output (without one: the flattened sequence)
+    pooling: Literal["msmh", "multi_head", "none"] = "msmh"
+    heads: int = 8  # MSMH heads (head s has width gru_units / 2**s), or multi_head's heads
+    causal_attention_heads: int = 0  # >0: a causal attention concatenated with the pooling
     head_units: list[int] = dataclasses.field(default_factory=lambda: [128, 64])
+    head_dropout: float = 0.0  # Dropout after each head Dense; 0: none
     l2: float = 0.01
     negative_slope: float = 0.2  # LeakyReLU
 
@@ -125,6 +137,9 @@ class TrainConfig:
     validation_subjects: int = 0  # >0: hold out this many training subjects for validation
     kfold: int = 10  # folds of the stratified k-fold used when a dataset has no subject ids
     verbose: Literal["auto", 0, 1, 2] = "auto"  # Keras fit: auto = bars on a terminal, else a line
+    # after the folds, train one more model on every subject (same epochs) and save it as
+    # final_model.keras + final_model.json for `python -m mer predict` / `explain` / `export`
+    final_model: bool = False
 
 
 @dataclasses.dataclass
@@ -327,10 +342,11 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
             f"train.class_weights has {len(weights)} values for "
             f"{len(config.data.classes)} classes: {weights}"
         )
-    if config.model.gru_units % 2**config.model.heads:
+    model = config.model
+    if model.pooling == "msmh" and model.temporal != "none" and model.gru_units % 2**model.heads:
         raise ConfigError(
-            f"model.gru_units ({config.model.gru_units}) must be divisible by "
-            f"2**model.heads ({2**config.model.heads})"
+            f"model.gru_units ({model.gru_units}) must be divisible by "
+            f"2**model.heads ({2**model.heads})"
         )
     if config.eval.protocol == "paper" and config.train.validation_subjects:
         raise ConfigError(
@@ -338,5 +354,18 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
         )
     if config.data.regions.margin < 0:
         raise ConfigError(f"data.regions.margin must be >= 0, got {config.data.regions.margin}")
-    if not 0.0 <= config.model.dropout < 1.0:
-        raise ConfigError(f"model.dropout must be in [0, 1), got {config.model.dropout}")
+    for key in ("dropout", "head_dropout"):
+        if not 0.0 <= getattr(model, key) < 1.0:
+            raise ConfigError(f"model.{key} must be in [0, 1), got {getattr(model, key)}")
+    if model.branches not in (1, 2):
+        raise ConfigError(f"model.branches must be 1 or 2, got {model.branches}")
+    if config.data.regions.enabled and model.branches == 1:
+        raise ConfigError(
+            "data.regions.enabled needs model.branches=2: the 3x3x3 branch reads the regions"
+        )
+    if model.causal_attention_heads < 0:
+        raise ConfigError(
+            f"model.causal_attention_heads must be >= 0, got {model.causal_attention_heads}"
+        )
+    if model.causal_attention_heads and model.pooling == "none":
+        raise ConfigError("model.causal_attention_heads needs model.pooling msmh or multi_head")

@@ -1,4 +1,5 @@
-"""Interruption and resume: a run killed mid-way and resumed equals an uninterrupted run."""
+"""Interruption and resume: a run killed (SIGKILL), resumed, interrupted (SIGINT) and resumed
+again equals an uninterrupted run."""
 
 import signal
 import subprocess
@@ -31,28 +32,46 @@ def _run_dir(output):
     return output.strip().splitlines()[-1].split("Results: ")[1]
 
 
-def test_killed_run_resumes_to_the_same_predictions(tmp_path, capsys):
-    assert run_script("ME_model", "me_model.yaml", "test", _arguments(tmp_path, "whole")) == 0
-    whole = _run_dir(capsys.readouterr().out)
-
-    command = [sys.executable, str(PROJECT_ROOT / "ME_model.py"), *_arguments(tmp_path, "cut")]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _interrupt_after_next_fold(command, folds_dir, done, signal_number):
+    """Starts `command`, waits until fold number `done` + 1 is saved, then sends the signal."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 300
     try:
-        while not list((tmp_path / "cut").glob("*/folds/*/fold_result.json")):
+        while len(list(folds_dir().glob("*/fold_result.json"))) <= done:
             assert process.poll() is None, "the run ended before it could be interrupted"
             assert time.monotonic() < deadline, "no fold finished in time"
             time.sleep(0.2)
     finally:
-        process.send_signal(signal.SIGKILL)  # mid-way through the second fold, no clean-up
-        process.wait()
+        process.send_signal(signal_number)  # mid-way through the next fold
+        _, error = process.communicate()
+    return process.returncode, error
+
+
+def test_killed_run_resumes_to_the_same_predictions(tmp_path, capsys):
+    assert run_script("ME_model", "me_model.yaml", "test", _arguments(tmp_path, "whole")) == 0
+    whole = _run_dir(capsys.readouterr().out)
+
+    def folds_dir():
+        return next((tmp_path / "cut").glob("*/folds"), tmp_path / "cut")
+
+    script = str(PROJECT_ROOT / "ME_model.py")
+    command = [sys.executable, script, *_arguments(tmp_path, "cut")]
+    _interrupt_after_next_fold(command, folds_dir, 0, signal.SIGKILL)  # no clean-up at all
     (cut,) = (tmp_path / "cut").iterdir()
     assert len(list(cut.glob("folds/*/fold_result.json"))) == 1
     assert not (cut / "predictions.csv").exists()
 
+    command = [sys.executable, script, "--resume", str(cut)]
+    code, error = _interrupt_after_next_fold(command, folds_dir, 1, signal.SIGINT)  # Ctrl-C
+    assert code == 130, error
+    assert f"--resume {cut}" in error and "Traceback" not in error
+    assert len(list(cut.glob("folds/*/fold_result.json"))) == 2
+
     assert run_script("ME_model", "me_model.yaml", "test", ["--resume", str(cut)]) == 0
     output = capsys.readouterr().out
-    assert "completed earlier, result reused" in output
+    assert output.count("completed earlier, result reused") == 2
     assert _run_dir(output) == str(cut)
     resumed = (cut / "predictions.csv").read_text()
     assert resumed == (tmp_path / "whole" / whole.split("/")[-1] / "predictions.csv").read_text()

@@ -31,7 +31,7 @@ from mer.data.frames import (
     select_positions,
 )
 from mer.data.manifest import PROBLEM_COLUMNS, Manifest, build_manifest, problem_row
-from mer.data.regions import crop_regions
+from mer.data.regions import RegionCrops, crop_regions
 from mer.data.sheets import DataError
 from mer.data.synthetic import DemoSpec, generate_demo
 
@@ -134,6 +134,36 @@ def _optional_int(value) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
 
 
+def clip_label(row: pd.Series) -> str:
+    """How messages name a manifest row's clip."""
+    return f"clip {row['sample']} ({row['path']})"
+
+
+def selected_frames(data: DataConfig, row: pd.Series) -> list[np.ndarray]:
+    """The frames of a manifest row's clip that the sampler picks, decoded (RGB, full size).
+
+    Raises:
+        DataError: the clip cannot be decoded, or onset/offset do not fit it.
+    """
+    path = Path(row["path"])
+    numbers = frame_numbers(path, int(row["frames"]))
+    motion = clip = None
+    if data.sampler == "max_motion":  # decode the whole clip once, pick from it
+        clip = read_frames(path, np.arange(len(numbers)))
+        motion = frame_changes(clip)
+    positions = select_positions(
+        numbers,
+        data.frames,
+        data.sampler,
+        onset=_optional_int(row["onset"]),
+        offset=_optional_int(row["offset"]),
+        start=data.frame_offset,
+        motion=motion,
+        where=clip_label(row),
+    )
+    return read_frames(path, positions) if clip is None else [clip[p] for p in positions]
+
+
 @dataclasses.dataclass
 class Preprocessed:
     """The clips that could be prepared, and what became of the others."""
@@ -158,28 +188,11 @@ def preprocess(data: DataConfig, manifest: pd.DataFrame) -> Preprocessed:
 
     def maker(row: pd.Series):
         def make() -> np.ndarray:
-            path = Path(row["path"])
-            where = f"clip {row['sample']} ({row['path']})"
-            numbers = frame_numbers(path, int(row["frames"]))
-            motion = clip = None
-            if data.sampler == "max_motion":  # decode the whole clip once, pick from it
-                clip = read_frames(path, np.arange(len(numbers)))
-                motion = frame_changes(clip)
-            positions = select_positions(
-                numbers,
-                data.frames,
-                data.sampler,
-                onset=_optional_int(row["onset"]),
-                offset=_optional_int(row["offset"]),
-                start=data.frame_offset,
-                motion=motion,
-                where=where,
-            )
-            frames = read_frames(path, positions) if clip is None else [clip[p] for p in positions]
+            frames = selected_frames(data, row)
             faces = resize_frames(frames, data.size, data.grayscale)
             if not data.regions.enabled:
                 return faces
-            regions = _region_crops(data, np.stack(frames), row["aus"], where)
+            regions = _region_crops(data, np.stack(frames), row["aus"], clip_label(row))
             return np.stack([faces, regions])  # (2, frames, size, size, channels)
 
         return make
@@ -207,8 +220,13 @@ def preprocess(data: DataConfig, manifest: pd.DataFrame) -> Preprocessed:
     return Preprocessed(streams, rows, hits, pd.DataFrame(failures, columns=PROBLEM_COLUMNS))
 
 
-def _region_crops(data: DataConfig, frames: np.ndarray, aus: str | None, where: str) -> np.ndarray:
-    """The AU-region crops of a clip's selected frames (full resolution RGB)."""
+def region_crops(data: DataConfig, frames: np.ndarray, aus: str | None, where: str) -> RegionCrops:
+    """The AU region of a clip's selected frames (full resolution RGB): its name, its box on
+    every frame, and the crops (RGB, size x size).
+
+    Raises:
+        DataError: the AU cell does not parse.
+    """
     try:
         action_units = au_numbers(aus, where=where)
     except ValueError as error:
@@ -222,9 +240,19 @@ def _region_crops(data: DataConfig, frames: np.ndarray, aus: str | None, where: 
         margin=data.regions.margin,
         au_codes=data.regions.au_codes,
     )
+    if crops.faces_found == 0 and data.regions.no_face == "error":
+        raise DataError(
+            f"{where}: no face found in any selected frame for the {crops.region} region; check "
+            "the clip, or set data.regions.no_face=proportional to crop a fixed part of the frame"
+        )
     if crops.fallback:
         logger.warning("%s: %s (region %s)", where, crops.fallback, crops.region)
-    regions = crops.crops
+    return crops
+
+
+def _region_crops(data: DataConfig, frames: np.ndarray, aus: str | None, where: str) -> np.ndarray:
+    """The AU-region crops of a clip's selected frames, as the model reads them."""
+    regions = region_crops(data, frames, aus, where).crops
     if data.grayscale and regions.shape[-1] == 3:
         regions = np.stack(
             [cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None] for image in regions]

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -143,8 +145,12 @@ def train_fold(
     labels: np.ndarray,
     config: ExperimentConfig,
     fold_dir: Path,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> FoldResult:
-    """Trains a fresh model on the fold's training clips and predicts its held-out clips."""
+    """Trains a fresh model on the fold's training clips and predicts its held-out clips.
+
+    `callbacks` are added to fit and predict (the run's interrupt guard).
+    """
     started = time.perf_counter()
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed + fold.index)
@@ -180,7 +186,9 @@ def train_fold(
             normalizers,
         )
     model = build_model(config, streams[0][0].shape, streams=len(streams))
-    callbacks: list[keras.callbacks.Callback] = [
+    fit_callbacks = [
+        *callbacks,
+        FiniteLossGuard(fold.subject),
         keras.callbacks.LearningRateScheduler(
             step_decay(
                 config.train.learning_rate, config.train.decay_epochs, config.train.decay_factor
@@ -188,10 +196,10 @@ def train_fold(
         )
     ]
     if config.run.tensorboard:
-        callbacks.extend(_tensorboard(fold_dir / "tensorboard"))
+        fit_callbacks.extend(_tensorboard(fold_dir / "tensorboard"))
     best = fold_dir / "best_on_test_subject.weights.h5"
     if config.eval.protocol == "paper":
-        callbacks.append(
+        fit_callbacks.append(
             keras.callbacks.ModelCheckpoint(
                 str(best),
                 monitor="val_accuracy",
@@ -204,13 +212,15 @@ def train_fold(
         batches,
         epochs=config.train.epochs,
         validation_data=validation,
-        callbacks=callbacks,
+        callbacks=fit_callbacks,
         verbose=_fit_verbosity(config.train.verbose),
     )
     if config.eval.protocol == "paper":
         model.load_weights(best)
     test_batches = ClipBatches(test_streams, None, classes, config.train.batch_size, normalizers)
-    probabilities = np.asarray(model.predict(test_batches, verbose=0), dtype=np.float64)
+    probabilities = np.asarray(
+        model.predict(test_batches, verbose=0, callbacks=list(callbacks)), dtype=np.float64
+    )
     if config.run.save_weights:
         partial = fold_dir / ".partial.weights.h5"  # renamed once complete, as every result
         model.save_weights(partial)
@@ -278,6 +288,80 @@ def load_fold_result(fold: Fold, fold_dir: Path) -> FoldResult | None:
     )
 
 
+class TrainingError(RuntimeError):
+    """Training went wrong in a way that retrying with the same settings would repeat."""
+
+
+class FiniteLossGuard(keras.callbacks.Callback):
+    """Stops a fold whose loss becomes NaN or infinite, naming where, instead of letting NaN
+    probabilities turn into silent argmax-0 predictions. (Inputs cannot be the cause: clips
+    are uint8 and every normalisation divides by a std plus an epsilon.)"""
+
+    def __init__(self, fold: str):
+        super().__init__()
+        self.fold = fold
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            raise TrainingError(
+                f"fold {self.fold}: the loss became {float(loss)} at epoch {self.epoch + 1}, "
+                f"batch {batch + 1}; lower train.learning_rate"
+            )
+
+
+class InterruptGuard(keras.callbacks.Callback):
+    """Turns Ctrl-C (SIGINT) or SIGTERM into a KeyboardInterrupt at the next batch boundary.
+
+    Python raises KeyboardInterrupt wherever the signal lands, including inside a weakref
+    callback or finaliser that swallows it ("Exception ignored in ..."), so a Ctrl-C could be
+    lost and the run go on. While the guard is active the signal only sets a flag, which this
+    callback checks after every batch; a second Ctrl-C interrupts at once.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is threading.main_thread():  # signals need the main thread
+            for number in self.SIGNALS:
+                self.previous[number] = signal.signal(number, self._request)
+        return self
+
+    def __exit__(self, *exception) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        self.previous.clear()
+
+    def _request(self, number: int, frame) -> None:
+        if self.requested:  # asked twice: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def check(self) -> None:
+        """Raises KeyboardInterrupt if an interrupt was requested."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self.check()
+
+    def on_test_batch_end(self, batch, logs=None) -> None:
+        self.check()
+
+    def on_predict_batch_end(self, batch, logs=None) -> None:
+        self.check()
+
+
 def make_deterministic() -> None:
     """Deterministic kernels where the backend offers a switch (TensorFlow), so that the same
     seed gives the same predictions on CPU, and a resumed run equals an uninterrupted one."""
@@ -297,20 +381,22 @@ def run_loso(
     """Trains and predicts every fold in turn, reusing folds a previous attempt completed."""
     make_deterministic()
     results = []
-    for position, fold in enumerate(folds):
-        fold_dir = run_dir / "folds" / fold.subject
-        done = load_fold_result(fold, fold_dir)
-        header = f"Fold {position + 1}/{len(folds)}: held-out subject {fold.subject}"
-        if done is not None:
-            print(f"\n{header}: completed earlier, result reused", flush=True)
-            results.append(done)
-            continue
-        print(
-            f"\n{header} ({len(fold.test)} clips), training on {len(fold.train)} clips"
-            + (f", validating on {len(fold.validation)}" if len(fold.validation) else ""),
-            flush=True,
-        )
-        result = train_fold(fold, streams, labels, config, fold_dir)
-        save_fold_result(result, fold_dir)
-        results.append(result)
+    with InterruptGuard() as guard:
+        for position, fold in enumerate(folds):
+            guard.check()
+            fold_dir = run_dir / "folds" / fold.subject
+            done = load_fold_result(fold, fold_dir)
+            header = f"Fold {position + 1}/{len(folds)}: held-out subject {fold.subject}"
+            if done is not None:
+                print(f"\n{header}: completed earlier, result reused", flush=True)
+                results.append(done)
+                continue
+            print(
+                f"\n{header} ({len(fold.test)} clips), training on {len(fold.train)} clips"
+                + (f", validating on {len(fold.validation)}" if len(fold.validation) else ""),
+                flush=True,
+            )
+            result = train_fold(fold, streams, labels, config, fold_dir, callbacks=[guard])
+            save_fold_result(result, fold_dir)
+            results.append(result)
     return results

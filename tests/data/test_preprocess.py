@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from mer.config import DataConfig
+from mer.config import DataConfig, RegionConfig
 from mer.data.manifest import build_manifest
 from mer.data.sheets import DataError
 from mer.data.sources import preprocess
@@ -50,3 +50,21 @@ def test_a_corrupt_video_is_a_manifest_problem_not_a_crash(tmp_path):
     manifest = build_manifest(DataConfig(), tmp_path, sheet, "replica")
     assert len(manifest.samples) == 8
     assert list(manifest.excluded_problems()["sample"]) == ["s2_positive"]
+
+
+def test_no_face_is_a_bad_clip_unless_a_proportional_crop_is_asked_for(tmp_path):
+    root = tmp_path / "dataset"
+    sheet = class_folder_dataset(root, subjects=1)  # noise clips: dlib finds no face
+    regions = RegionConfig(enabled=True)
+    data = DataConfig(frames=4, size=16, sampler="even", cache_dir=str(tmp_path / "cache"),
+                      regions=regions)
+    manifest = build_manifest(data, root, sheet, "replica").samples
+    with pytest.raises(DataError, match=r"s1_negative.*no face found.*no_face=proportional"):
+        preprocess(data, manifest)
+    skipped = preprocess(dataclasses.replace(data, on_bad="skip"), manifest)
+    assert skipped.rows == [] and skipped.failures["problem"].str.contains("no face").all()
+    cropped = preprocess(
+        dataclasses.replace(data, regions=dataclasses.replace(regions, no_face="proportional")),
+        manifest,
+    )
+    assert cropped.rows == [0, 1, 2] and cropped.streams[1][0].shape == (4, 16, 16, 3)

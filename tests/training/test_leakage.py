@@ -52,9 +52,10 @@ def test_held_out_clips_reach_only_the_final_prediction(tmp_path, monkeypatch):
     assert seen["labelled_batches"] and not held_out & set(seen["labelled_batches"])
     # The held-out clips are predicted, exactly once each, with no labels attached.
     assert sorted(seen["prediction_batches"]) == sorted(held_out)
-    # No callback could choose an epoch or a checkpoint: only the learning-rate schedule runs,
+    # No callback could choose an epoch or a checkpoint: only the learning-rate schedule and the
+    # NaN-loss guard run (both see training batches alone),
     # and the weights used are those after the last epoch (one history entry per epoch).
-    assert fitted_callbacks == ["LearningRateScheduler"]
+    assert fitted_callbacks == ["FiniteLossGuard", "LearningRateScheduler"]
     assert len(result.history["loss"]) == config.train.epochs
     assert result.probabilities.shape == (4, 3)
 

@@ -1,11 +1,14 @@
 """LOSO folds: no subject on both sides, every clip predicted exactly once."""
 
+import os
+import signal
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mer.training.loso import loso_folds
+from mer.training.loso import FiniteLossGuard, InterruptGuard, TrainingError, loso_folds
 
 
 @settings(max_examples=50, deadline=None)
@@ -41,3 +44,25 @@ def test_folds_partition_the_clips(subjects, validation):
 def test_validation_subjects_bounds():
     with pytest.raises(ValueError, match="validation_subjects"):
         loso_folds(["a", "b", "c"], validation_subjects=2)
+
+
+def test_a_nan_loss_stops_the_fold_with_where():
+    guard = FiniteLossGuard("sub07")
+    guard.on_epoch_begin(2)
+    guard.on_train_batch_end(0, {"loss": 0.5})
+    with pytest.raises(TrainingError, match=r"fold sub07: the loss became nan at epoch 3, batch 5"):
+        guard.on_train_batch_end(4, {"loss": float("nan")})
+    with pytest.raises(TrainingError, match="inf"):
+        guard.on_train_batch_end(0, {"loss": np.float32("inf")})
+
+
+def test_ctrl_c_is_honoured_at_the_next_batch_not_lost():
+    previous = signal.getsignal(signal.SIGINT)
+    with InterruptGuard() as guard:
+        os.kill(os.getpid(), signal.SIGINT)  # lands anywhere: only a flag is set
+        assert guard.requested
+        with pytest.raises(KeyboardInterrupt):
+            guard.on_train_batch_end(0)
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is previous
