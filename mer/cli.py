@@ -46,17 +46,51 @@ def experiment_parser(script: str, description: str) -> argparse.ArgumentParser:
         help="continue an interrupted run after its last completed fold",
     )
     parser.add_argument(
+        "--seeds",
+        type=_seed_list,
+        metavar="1,2,3",
+        help="one run per seed in one parent folder, reporting mean ± standard deviation",
+    )
+    parser.add_argument(
         "--on-bad",
         choices=["error", "skip"],
         help="a bad sample stops the run (error) or is skipped and listed",
     )
+    parser.add_argument(
+        "--folds",
+        type=_name_list,
+        metavar="SUB1,SUB2",
+        help="train only the folds holding out these subjects (combine with python -m mer merge)",
+    )
     return parser
 
 
+def _name_list(text: str) -> list[str]:
+    """`--folds sub01,sub02` as names."""
+    names = [item.strip() for item in text.split(",") if item.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected subject names like sub01,sub02, got {text!r}")
+    return names
+
+
+def _seed_list(text: str) -> list[int]:
+    """`--seeds 1,2,3` as distinct integers."""
+    try:
+        seeds = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"seeds must be integers like 1,2,3, got {text!r}"
+        ) from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct integers, got {text!r}")
+    return seeds
+
+
 def resolve_config(
-    config_path: str | None, default_config: str, overrides: Sequence[str]
+    config_path: str | None, default_config: str, overrides: Sequence[str], demo: bool = True
 ) -> tuple[ExperimentConfig, Path]:
-    """Loads the config; without a dataset it switches to the config's demo preset.
+    """Loads the config; without a dataset (and with `demo`) it switches to the config's demo
+    preset.
 
     `python ME_model.py` with nothing configured thus runs the built-in demo in minutes,
     while `--set data.root=... --set data.sheet=...` keeps the published settings.
@@ -64,7 +98,7 @@ def resolve_config(
     path = resolve_path(config_path) if config_path else CONFIG_DIR / default_config
     config = load_config(path, overrides)
     demo_path = path.parent / config.run.demo_config
-    if config.data.root is None and demo_path.resolve() != path.resolve():
+    if demo and config.data.root is None and demo_path.resolve() != path.resolve():
         print(f"No dataset configured (data.root): running the built-in demo preset {demo_path}")
         path = demo_path
         config = load_config(path, overrides)
@@ -88,22 +122,38 @@ def run_script(
             path = resume / "config.yaml"
             config = load_config(path, overrides)
         else:
-            config, path = resolve_config(arguments.config, default_config, overrides)
+            # --summary shows the configured network itself, dataset or not
+            config, path = resolve_config(
+                arguments.config, default_config, overrides, demo=not arguments.summary
+            )
     except ConfigError as error:
         print(f"{script}: config error: {error}", file=sys.stderr)
         return EXIT_USAGE
     print(f"Config: {path}" + "".join(f" --set {item}" for item in overrides))
 
-    from mer.experiment import input_shape, run_experiment, streams
+    from mer.experiment import SEEDS_FILE, input_shape, run_experiment, run_seeds, streams
     from mer.training.loso import TrainingError, build_model
 
-    if arguments.summary:
-        model = build_model(config, input_shape(config), streams(config))
-        model.summary(line_length=110)
-        print(f"Total parameters: {model.count_params():,}")
-        return 0
     try:
-        run_experiment(config, script, dry_run=arguments.dry_run, resume=resume)
+        if arguments.summary:
+            model = build_model(config, input_shape(config), streams(config))
+            model.summary(line_length=110)
+            print(f"Total parameters: {model.count_params():,}")
+            return 0
+        seeds_parent = resume is not None and (resume / SEEDS_FILE).is_file()
+        if arguments.seeds or seeds_parent:
+            if arguments.dry_run:
+                raise ConfigError("--dry-run checks one run: drop --seeds")
+            if arguments.folds:
+                raise ConfigError("--folds splits one run: drop --seeds")
+            run_seeds(config, script, arguments.seeds, resume=resume if seeds_parent else None)
+        else:
+            run_experiment(
+                config, script, dry_run=arguments.dry_run, resume=resume, only_folds=arguments.folds
+            )
+    except ConfigError as error:
+        print(f"{script}: config error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except DataError as error:
         print(f"{script}: data error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -215,6 +265,57 @@ def regions_command(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def compare_command(arguments: argparse.Namespace) -> int:
+    """`python -m mer compare`: run folders side by side, and a bar plot."""
+    from mer.evaluation.compare import compare_runs, format_comparison
+    from mer.evaluation.plots import plot_run_comparison
+
+    table = compare_runs([resolve_path(path) for path in arguments.runs])
+    print(format_comparison(table))
+    plot_run_comparison(table, arguments.out)
+    print(f"Plot: {Path(arguments.out).resolve()}")
+    return 0
+
+
+def bench_command(arguments: argparse.Namespace) -> int:
+    """`python -m mer bench`: speed and memory on synthetic clips of the configured shape."""
+    import json
+
+    from mer.benchmark import run_benchmark
+
+    path = resolve_path(arguments.config) if arguments.config else CONFIG_DIR / "me_model.yaml"
+    config = load_config(path, arguments.overrides)
+    result = run_benchmark(config, quick=arguments.quick, clips=arguments.clips)
+    print(json.dumps(result))
+    if arguments.save:
+        from mer.evaluation.report import write_json
+
+        write_json(arguments.save, result)
+    return 0
+
+
+def bench_plot_command(arguments: argparse.Namespace) -> int:
+    """`python -m mer bench-plot`: saved benchmark results as one bar plot."""
+    import json
+
+    from mer.evaluation.plots import plot_benchmarks
+
+    results = [json.loads(Path(path).read_text()) for path in arguments.results]
+    labels = [Path(path).stem for path in arguments.results]
+    plot_benchmarks(results, labels, arguments.out)
+    print(f"Plot: {Path(arguments.out).resolve()}")
+    return 0
+
+
+def merge_command(arguments: argparse.Namespace) -> int:
+    """`python -m mer merge`: one report from the fold results of run folders."""
+    from mer.merge import merge_runs
+
+    out = resolve_path(arguments.out) if arguments.out else None
+    merge_runs([resolve_path(path) for path in arguments.runs], out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m mer <command>`."""
     parser = argparse.ArgumentParser(prog="python -m mer", description=__doc__)
@@ -251,6 +352,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         "presets", help="every preset's parameter count beside the papers' figures"
     )
     presets.add_argument("presets", nargs="*", metavar="PRESET", help="YAMLs (default: all)")
+    compare = commands.add_parser("compare", help="run folders side by side, with a bar plot")
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or seed parents)")
+    compare.add_argument("--out", default="compare.png", help="bar plot (default compare.png)")
+    bench = commands.add_parser("bench", help="training, inference and preprocessing speed (JSON)")
+    bench.add_argument("--quick", action="store_true", help="a rough figure in under a minute")
+    bench.add_argument("--config", help="experiment YAML (default: config/me_model.yaml)")
+    bench.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
+    bench.add_argument("--clips", type=int, help="clips in the pipeline epoch (memory check)")
+    bench.add_argument("--save", metavar="FILE.json", help="also write the result here")
+    bench_plot = commands.add_parser("bench-plot", help="saved bench results as a bar plot")
+    bench_plot.add_argument("out", help="the PNG to write")
+    bench_plot.add_argument("results", nargs="+", help="JSON files written by bench --save")
+    merge = commands.add_parser(
+        "merge", help="one report from the fold results of run folders (--folds, job arrays)"
+    )
+    merge.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders of one experiment")
+    merge.add_argument(
+        "--out", help="report folder (default: the run folder if one, else a new merge-* folder)"
+    )
     model_commands = add_model_commands(commands)  # predict, explain, export, architecture
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -258,6 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "manifest": manifest_command,
         "regions": regions_command,
         "presets": presets_command,
+        "bench": bench_command,
+        "compare": compare_command,
+        "merge": merge_command,
+        "bench-plot": bench_plot_command,
         **model_commands,
     }[arguments.command]
     try:

@@ -137,6 +137,13 @@ class TrainConfig:
     validation_subjects: int = 0  # >0: hold out this many training subjects for validation
     kfold: int = 10  # folds of the stratified k-fold used when a dataset has no subject ids
     verbose: Literal["auto", 0, 1, 2] = "auto"  # Keras fit: auto = bars on a terminal, else a line
+    # compute dtype (Keras dtype policy); the softmax and the loss stay float32 either way
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
+    # XLA: auto = Keras's rule (off on CPU and with PyTorch, on for JAX and on TensorFlow GPUs)
+    jit_compile: Literal["auto", True, False] = "auto"
+    # data_parallel: one fold's batches split over every local GPU (JAX: keras.distribution
+    # DataParallel; TensorFlow: MirroredStrategy); batch_size is the global batch
+    distribution: Literal["none", "data_parallel"] = "none"
     # after the folds, train one more model on every subject (same epochs) and save it as
     # final_model.keras + final_model.json for `python -m mer predict` / `explain` / `export`
     final_model: bool = False
@@ -161,6 +168,11 @@ class RunConfig:
     tensorboard: bool = True  # per-fold logs; needs TensorFlow
     save_weights: bool = True  # final weights of each fold
     demo_config: str = "demo.yaml"  # preset used when data.root is not set (in config/)
+    executor: Literal["local", "ray"] = "local"  # folds one after another here, or Ray tasks
+    ray_address: str | None = None  # auto or HOST:PORT joins a Ray cluster; None starts one here
+    ray_num_cpus: float = 1.0  # CPUs reserved by each fold's Ray task
+    ray_num_gpus: float = 0.0  # GPUs of each fold's Ray task (a fraction shares a GPU)
+    fold_retries: int = 2  # a fold whose Ray task fails is run again up to this many times
 
 
 @dataclasses.dataclass
@@ -343,10 +355,13 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
             f"{len(config.data.classes)} classes: {weights}"
         )
     model = config.model
-    if model.pooling == "msmh" and model.temporal != "none" and model.gru_units % 2**model.heads:
+    # MSMH reads the recurrent layer's output, or without one the last per-frame Dense's.
+    key, width = "model.gru_units", model.gru_units
+    if model.temporal == "none":
+        key, width = "model.dense_units[-1]", (model.dense_units or [None])[-1]
+    if model.pooling == "msmh" and width is not None and width % 2**model.heads:
         raise ConfigError(
-            f"model.gru_units ({model.gru_units}) must be divisible by "
-            f"2**model.heads ({2**model.heads})"
+            f"{key} ({width}) must be divisible by 2**model.heads ({2**model.heads}) for MSMH"
         )
     if config.eval.protocol == "paper" and config.train.validation_subjects:
         raise ConfigError(
@@ -369,3 +384,6 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
         )
     if model.causal_attention_heads and model.pooling == "none":
         raise ConfigError("model.causal_attention_heads needs model.pooling msmh or multi_head")
+    for key in ("ray_num_cpus", "ray_num_gpus", "fold_retries"):
+        if getattr(config.run, key) < 0:
+            raise ConfigError(f"run.{key} must be >= 0, got {getattr(config.run, key)}")

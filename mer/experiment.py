@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -27,6 +29,7 @@ from mer.data.sources import (
     usable_samples,
 )
 from mer.evaluation import plots
+from mer.evaluation.compare import format_seed_summary, seed_summary
 from mer.evaluation.report import (
     format_report,
     per_subject_table,
@@ -35,6 +38,7 @@ from mer.evaluation.report import (
     write_csv,
     write_json,
 )
+from mer.training.executors import FoldsFailed, finished_folds, select_folds
 from mer.training.loso import (
     FoldResult,
     build_model,
@@ -53,11 +57,13 @@ def make_run_dir(config: ExperimentConfig, script: str, dataset: str) -> Path:
     label = "-paper-optimistic" if config.eval.protocol == "paper" else ""
     base = resolve_path(config.run.output_dir) / f"{script}-{dataset}{label}-{stamp}"
     run_dir, suffix = base, 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = base.with_name(f"{base.name}-{suffix}")
-    run_dir.mkdir(parents=True)
-    return run_dir
+    while True:  # runs started in the same second (a job array) each get their own folder
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:
+            suffix += 1
+            run_dir = base.with_name(f"{base.name}-{suffix}")
 
 
 def versions() -> dict[str, str]:
@@ -88,8 +94,9 @@ def streams(config: ExperimentConfig) -> int:
     return 2 if config.data.regions.enabled else 1
 
 
-def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.DataFrame) -> None:
-    """What the run will do: dataset, counts, folds, model size, schedule."""
+def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.DataFrame) -> int:
+    """What the run will do: dataset, counts, folds, model size, schedule; returns the model's
+    parameter count."""
     counts = manifest["label"].value_counts()
     subjects = manifest["subject"].nunique()
     model = build_model(config, input_shape(config), streams(config))
@@ -115,10 +122,17 @@ def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.Dat
         f"Model: input {input_shape(config)}, {model.count_params():,} parameters; "
         f"batch {config.train.batch_size}, learning rate {config.train.learning_rate}"
     )
+    return model.count_params()
 
 
 def run_experiment(
-    config: ExperimentConfig, script: str, *, dry_run: bool = False, resume: Path | None = None
+    config: ExperimentConfig,
+    script: str,
+    *,
+    dry_run: bool = False,
+    resume: Path | None = None,
+    run_dir: Path | None = None,
+    only_folds: Sequence[str] | None = None,
 ) -> Path | None:
     """Runs LOSO training and evaluation, writing everything into a new run folder.
 
@@ -127,6 +141,9 @@ def run_experiment(
         script: the entry script's name, used in the run folder's name.
         dry_run: resolve config and data, print the plan, write nothing, train nothing.
         resume: an interrupted run's folder: its completed folds are reused, the rest trained.
+        run_dir: write into this folder (made if absent) instead of a new timestamped one.
+        only_folds: train only the folds holding out these subjects (`--folds`); the report
+            is written once every fold of the run folder is done (or by `python -m mer merge`).
 
     Returns:
         The run folder, or None for a dry run.
@@ -140,7 +157,7 @@ def run_experiment(
     check_config(config, classes_known=True)  # class weights against the protocol's classes
     found = load_manifest(config.data, source)
     manifest = usable_samples(config.data, found)
-    print_plan(config, source, manifest)
+    parameters = print_plan(config, source, manifest)
 
     preprocess_started = time.perf_counter()
     prepared = preprocess(config.data, manifest)  # a dry run too: it finds every broken clip
@@ -155,7 +172,15 @@ def run_experiment(
         )
         return None
 
-    run_dir = resume or make_run_dir(config, script, source.name)
+    labels = np.array([config.data.classes.index(label) for label in manifest["label"]])
+    folds, protocol = make_folds(config, manifest, labels)
+    selected = select_folds(folds, only_folds)  # before the run folder: a typo writes nothing
+    if resume is not None:
+        run_dir = resume
+    elif run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        run_dir = make_run_dir(config, script, source.name)
     print(f"Run folder: {run_dir}")
     write_atomically(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_csv(run_dir / "manifest.csv", manifest)
@@ -168,30 +193,44 @@ def run_experiment(
     )
     streams = prepared.streams
 
-    labels = np.array([config.data.classes.index(label) for label in manifest["label"]])
-    folds, protocol = make_folds(config, manifest, labels)
     if manifest["subject"].isna().all():
         manifest = manifest.assign(subject=fold_names(folds, len(manifest)))
     for directory in (run_dir / "splits", resolve_path(config.run.split_lists_dir) / source.name):
         write_split_lists(folds, manifest, labels, directory)
+    resume_command = f"python {script}.py --resume {run_dir}" + (
+        f" --folds {','.join(fold.subject for fold in selected)}" if only_folds else ""
+    )
     try:
-        results = run_loso(folds, streams, labels, config, run_dir)
+        results = run_loso(selected, streams, labels, config, run_dir)
     except KeyboardInterrupt:
         print(
             f"\nInterrupted. Completed folds are kept in {run_dir / 'folds'}; resume with:\n"
-            f"  python {script}.py --resume {run_dir}",
+            f"  {resume_command}",
             file=sys.stderr,
         )
         raise
+    except FoldsFailed as error:
+        error.resume = resume_command
+        raise
+    if len(selected) < len(folds):  # --folds: the report waits until every fold is done
+        results, missing = finished_folds(folds, run_dir)
+        if missing:
+            print(
+                f"\nFolds done: {len(results)} of {len(folds)}; missing: {', '.join(missing)}. "
+                "Run them with --folds (into this folder with --resume, or into others), "
+                f"then write the report with:\n  python -m mer merge {run_dir} [RUN_DIR...]"
+            )
+            print(f"Fold results: {run_dir}")
+            return run_dir
 
-    predictions = predictions_table(manifest, config.data.classes, results)
-    table = per_subject_table(predictions, config.data.classes)
-    if config.eval.protocol == "paper":  # every output of the published protocol says so
-        predictions["protocol"] = table["protocol"] = f"paper ({OPTIMISTIC})"
-    summary = summarize(predictions, config.data.classes)
-    summary.update(
+    write_report(
+        run_dir,
+        config,
+        manifest,
+        results,
         protocol=protocol,
         dataset=source.name,
+        parameters=parameters,
         skipped=len(skipped),
         seed=config.seed,
         versions=versions(),
@@ -201,17 +240,58 @@ def run_experiment(
             "total_s": round(time.perf_counter() - started, 2),
         },
     )
-    write_csv(run_dir / "predictions.csv", predictions)
-    write_csv(run_dir / "per_subject.csv", table)
-    write_json(run_dir / "summary.json", summary)
-    write_plots(run_dir, summary, table, results, config.data.classes)
+    if config.train.final_model:  # one more model, on every subject, for predict / explain
+        from mer.training.final import train_final_model
 
-    print()
-    if config.eval.protocol == "paper":
-        print(f"PUBLISHED PROTOCOL, FOR COMPARISON ONLY ({OPTIMISTIC}):")
-    print(format_report(table, summary, color=sys.stdout.isatty()))
+        subjects = manifest["subject"].nunique()
+        train_final_model(
+            streams, labels, config, run_dir, seed_index=len(folds), subjects=subjects
+        )
     print(f"Results: {run_dir}")
     return run_dir
+
+
+SEEDS_FILE = "seeds.json"  # marks a parent folder of one run per seed
+
+
+def run_seeds(
+    config: ExperimentConfig, script: str, seeds: list[int], *, resume: Path | None = None
+) -> Path:
+    """One run per seed (`<parent>/seed<N>/`, a normal run folder each) and the mean ± standard
+    deviation of the pooled metrics over the seeds (`<parent>/summary.json`, `seeds.csv`).
+
+    Resuming a parent reuses finished seeds, resumes an interrupted one, and starts the rest.
+    """
+    if resume is None:
+        parent = make_run_dir(config, script, f"{resolve_source(config.data).name}-seeds")
+        write_atomically(parent / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        write_json(parent / SEEDS_FILE, {"seeds": seeds})
+    else:
+        parent = resume
+        seeds = json.loads((parent / SEEDS_FILE).read_text())["seeds"]
+    print(f"Seeds {', '.join(map(str, seeds))}: one run each in {parent}")
+    summaries = {}
+    try:
+        for position, seed in enumerate(seeds):
+            child = parent / f"seed{seed}"
+            print(f"\n=== Seed {seed} ({position + 1}/{len(seeds)}) ===", flush=True)
+            if not (child / "summary.json").is_file():
+                seeded = dataclasses.replace(config, seed=seed)
+                started = (child / "config.yaml").is_file()
+                run_experiment(seeded, script, resume=child if started else None, run_dir=child)
+            else:
+                print(f"completed earlier: {child}")
+            summaries[seed] = json.loads((child / "summary.json").read_text())
+    except KeyboardInterrupt:
+        print(f"Every seed resumes with:\n  python {script}.py --resume {parent}", file=sys.stderr)
+        raise
+    table, summary = seed_summary(summaries)
+    write_csv(parent / "seeds.csv", table)
+    write_json(parent / "summary.json", summary)
+    print()
+    print(format_seed_summary(summary))
+    print(f"Results: {parent}")
+    return parent
 
 
 def make_folds(
@@ -265,6 +345,34 @@ def predictions_table(
             frame[f"prob_{name}"] = np.round(result.probabilities[:, index], 6)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def write_report(
+    run_dir: Path,
+    config: ExperimentConfig,
+    manifest: pd.DataFrame,
+    results: list[FoldResult],
+    **details,
+) -> dict:
+    """The report of a run whose folds are all done (a full run, or `python -m mer merge`):
+    predictions.csv, per_subject.csv, summary.json (the pooled metrics, then `details`), the
+    figures, and the table printed. Returns the summary."""
+    predictions = predictions_table(manifest, config.data.classes, results)
+    table = per_subject_table(predictions, config.data.classes)
+    if config.eval.protocol == "paper":  # every output of the published protocol says so
+        predictions["protocol"] = table["protocol"] = f"paper ({OPTIMISTIC})"
+    summary = summarize(predictions, config.data.classes)
+    summary.update(details)
+    write_csv(run_dir / "predictions.csv", predictions)
+    write_csv(run_dir / "per_subject.csv", table)
+    write_json(run_dir / "summary.json", summary)
+    write_plots(run_dir, summary, table, results, config.data.classes)
+
+    print()
+    if config.eval.protocol == "paper":
+        print(f"PUBLISHED PROTOCOL, FOR COMPARISON ONLY ({OPTIMISTIC}):")
+    print(format_report(table, summary, color=sys.stdout.isatty()))
+    return summary
 
 
 def write_plots(

@@ -254,3 +254,60 @@ def _save(figure: Figure, path: str | os.PathLike[str]) -> None:
     image = io.BytesIO()
     figure.savefig(image, format="png")
     write_atomically(path, image.getvalue())
+
+
+def plot_run_comparison(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Grouped bars of the pooled UF1, UAR and ACC of each run, ± one standard deviation where
+    a run has several seeds (the table of `mer.evaluation.compare.compare_runs`)."""
+    scores = ("uf1", "uar", "acc")
+    runs = len(table)
+    figure = Figure(figsize=(max(5.0, 1.2 * runs + 2.5), 4.0), dpi=_DPI)
+    axes = figure.add_subplot()
+    width = 0.8 / len(scores)
+    positions = np.arange(runs)
+    for index, key in enumerate(scores):
+        axes.bar(
+            positions + (index - 1) * width,
+            table[key],
+            width,
+            yerr=table[f"{key}_std"],
+            capsize=3,
+            label=key.upper(),
+        )
+    axes.set_xticks(positions, table["run"], rotation=20, ha="right", fontsize=8)
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel("pooled score")
+    axes.set_title("Runs compared (pooled over clips)")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_benchmarks(results: Sequence[Mapping], labels: Sequence[str], path) -> None:
+    """Training (compute and pipeline) and inference clips/s of benchmark results side by side,
+    with the share of the matmul peak that training reached written above each group."""
+    keys = (
+        ("train_compute_clips_per_s", "train: compute"),
+        ("train_pipeline_clips_per_s", "train: pipeline"),
+        ("infer_clips_per_s", "inference"),
+    )
+    if len(results) != len(labels) or not results:
+        raise ValueError(f"need one label per result, got {len(labels)} for {len(results)}")
+    figure = Figure(figsize=(max(5.0, 1.4 * len(results) + 2.5), 4.2), dpi=_DPI)
+    axes = figure.add_subplot()
+    width = 0.8 / len(keys)
+    positions = np.arange(len(results))
+    for index, (key, name) in enumerate(keys):
+        values = [float(result[key]) for result in results]
+        axes.bar(positions + (index - 1) * width, values, width, label=name)
+    for position, result in zip(positions, results, strict=True):
+        share = result["achieved_gflops"] / result["peak_gflops"]
+        top = max(float(result[key]) for key, _ in keys)
+        axes.annotate(f"{share:.0%} of peak", (position, top), ha="center", va="bottom", fontsize=8)
+    axes.set_xticks(positions, labels, rotation=15, ha="right", fontsize=8)
+    axes.set_ylabel("clips / s")
+    axes.set_yscale("log")
+    axes.set_title("python -m mer bench")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    _save(figure, path)

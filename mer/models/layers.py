@@ -96,6 +96,11 @@ class ChannelAttention(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 1, 1, 1, input_shape[-1])
 
+    def forward_flops(self, input_shape) -> int:
+        """Multiply-adds (x2) of the two MLPs for one sample (see `mer.models.flops`)."""
+        channels = int(input_shape[-1])
+        return 2 * 2 * 2 * channels * max(1, channels // self.reduction)
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -140,6 +145,12 @@ class SpatialAttention(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters or input_shape[-1])
+
+    def forward_flops(self, input_shape) -> int:
+        """Multiply-adds (x2) of the conv for one sample (see `mer.models.flops`)."""
+        positions = math.prod(int(size) for size in input_shape[1:-1])
+        kernel = self.kernel_size**3 * 2 * (self.filters or int(input_shape[-1]))
+        return 2 * kernel * positions
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
@@ -192,6 +203,14 @@ class MultiScaleMultiHeadAttention(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], sum(self.head_widths(input_shape[-1])))
+
+    def forward_flops(self, input_shape) -> int:
+        """Multiply-adds (x2) of the projections and products for one sample."""
+        steps, features = int(input_shape[1]), int(input_shape[-1])
+        return sum(
+            2 * (3 * steps * features * width + steps * steps * width + steps * width + width**2)
+            for width in self.head_widths(features)
+        )
 
     def get_config(self):
         return {**super().get_config(), "heads": self.heads}

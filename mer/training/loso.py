@@ -22,10 +22,11 @@ import keras
 import numpy as np
 import pandas as pd
 
-from mer.config import ExperimentConfig
+from mer.config import ConfigError, ExperimentConfig
 from mer.data.batches import ClipBatches, Normalizer
 from mer.evaluation.report import natural_sort_key, write_atomically, write_json
 from mer.models.builders import build_mlsp_model
+from mer.training.distribution import distribution_scope, even_batches
 from mer.training.losses import WeightedCategoricalCrossentropy
 from mer.training.schedules import step_decay
 
@@ -113,19 +114,39 @@ def write_split_lists(
 
 
 def build_model(config: ExperimentConfig, input_shape: Sequence[int], streams: int = 1):
-    """The configured network, compiled with the configured loss and optimiser."""
-    model = build_mlsp_model(
-        input_shape,
-        len(config.data.classes),
-        streams=streams,
-        **dataclasses.asdict(config.model),
-    )
+    """The configured network, compiled with the configured loss, optimiser, precision and XLA
+    setting (the dtype policy is set only while the layers are made, then restored)."""
+    if config.train.precision == "mixed_float16" and _tensorflow_on_cpu():
+        raise ConfigError(
+            "train.precision=mixed_float16: TensorFlow has no float16 MaxPool3D kernel on CPU; "
+            "use mixed_bfloat16 on a CPU (float16 is for GPUs)"
+        )
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.train.precision)
+    try:
+        model = build_mlsp_model(
+            input_shape,
+            len(config.data.classes),
+            streams=streams,
+            **dataclasses.asdict(config.model),
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
     model.compile(
         optimizer=keras.optimizers.Adam(config.train.learning_rate),
         loss=WeightedCategoricalCrossentropy(config.train.class_weights),
         metrics=["accuracy"],
+        jit_compile=config.train.jit_compile,
     )
     return model
+
+
+def _tensorflow_on_cpu() -> bool:
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.config.list_physical_devices("GPU")
 
 
 @dataclasses.dataclass
@@ -149,11 +170,25 @@ def train_fold(
 ) -> FoldResult:
     """Trains a fresh model on the fold's training clips and predicts its held-out clips.
 
-    `callbacks` are added to fit and predict (the run's interrupt guard).
+    `callbacks` are added to fit and predict (the run's interrupt guard). The model is built,
+    trained and run inside the `train.distribution` scope (see `mer.training.distribution`).
     """
-    started = time.perf_counter()
-    keras.backend.clear_session()
+    keras.backend.clear_session()  # before the scope: it forgets the current distribution
     keras.utils.set_random_seed(config.seed + fold.index)
+    with distribution_scope(config) as replicas:  # devices each batch is split over
+        return _fit_and_predict(fold, streams, labels, config, fold_dir, callbacks, replicas)
+
+
+def _fit_and_predict(
+    fold: Fold,
+    streams: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    config: ExperimentConfig,
+    fold_dir: Path,
+    callbacks: Sequence[keras.callbacks.Callback],
+    replicas: int = 1,
+) -> FoldResult:
+    started = time.perf_counter()
     fold_dir.mkdir(parents=True, exist_ok=True)
     classes = len(config.data.classes)
 
@@ -185,6 +220,9 @@ def train_fold(
             config.train.batch_size,
             normalizers,
         )
+    batches = even_batches(batches, replicas, training=True)  # each device gets a share
+    if validation is not None:
+        validation = even_batches(validation, replicas)
     model = build_model(config, streams[0][0].shape, streams=len(streams))
     fit_callbacks = [
         *callbacks,
@@ -218,9 +256,10 @@ def train_fold(
     if config.eval.protocol == "paper":
         model.load_weights(best)
     test_batches = ClipBatches(test_streams, None, classes, config.train.batch_size, normalizers)
+    test_batches = even_batches(test_batches, replicas)  # may repeat clips at the end: cut
     probabilities = np.asarray(
         model.predict(test_batches, verbose=0, callbacks=list(callbacks)), dtype=np.float64
-    )
+    )[: len(fold.test)]
     if config.run.save_weights:
         partial = fold_dir / ".partial.weights.h5"  # renamed once complete, as every result
         model.save_weights(partial)
@@ -378,25 +417,9 @@ def run_loso(
     config: ExperimentConfig,
     run_dir: Path,
 ) -> list[FoldResult]:
-    """Trains and predicts every fold in turn, reusing folds a previous attempt completed."""
-    make_deterministic()
-    results = []
-    with InterruptGuard() as guard:
-        for position, fold in enumerate(folds):
-            guard.check()
-            fold_dir = run_dir / "folds" / fold.subject
-            done = load_fold_result(fold, fold_dir)
-            header = f"Fold {position + 1}/{len(folds)}: held-out subject {fold.subject}"
-            if done is not None:
-                print(f"\n{header}: completed earlier, result reused", flush=True)
-                results.append(done)
-                continue
-            print(
-                f"\n{header} ({len(fold.test)} clips), training on {len(fold.train)} clips"
-                + (f", validating on {len(fold.validation)}" if len(fold.validation) else ""),
-                flush=True,
-            )
-            result = train_fold(fold, streams, labels, config, fold_dir, callbacks=[guard])
-            save_fold_result(result, fold_dir)
-            results.append(result)
-    return results
+    """Trains and predicts every fold, reusing folds a previous attempt completed: one after
+    another in this process, or as Ray tasks, as `run.executor` says (see
+    `mer.training.executors`). Returns the results in fold order."""
+    from mer.training.executors import make_executor  # the executors build on this module
+
+    return make_executor(config).run(folds, streams, labels, config, run_dir)

@@ -78,6 +78,68 @@ def test_invalid_builder_arguments():
         build_mlsp_model((4, 16, 16, 3), 1)
 
 
+def test_variants_have_the_layers_they_name():
+    single = build_mlsp_model((4, 16, 16, 3), 3, branches=1, cam="none", temporal="lstm",
+                              pooling="none", **TINY)
+    names = {layer.name for layer in single.layers}
+    assert "branch3_conv" not in names and "channel_attention" not in names
+    assert tuple(single.get_layer("lstm").output.shape[1:]) == (16,)  # last output only
+    flat = build_mlsp_model((4, 16, 16, 3), 3, branches=1, temporal="none", pooling="none",
+                            **{**TINY, "dense_units": ()})
+    assert tuple(flat.get_layer("flatten_time").output.shape[1:]) == (1 * 2 * 2 * 4,)  # T=1
+    multi = build_mlsp_model((4, 16, 16, 3), 3, pooling="multi_head", cam="cbam", **TINY)
+    assert tuple(multi.get_layer("multi_head_pool").output.shape[1:]) == (16,)
+    assert multi.get_layer("multi_head_attention").num_heads == 2
+    causal = build_mlsp_model((4, 16, 16, 3), 2, streams=2, causal_attention_heads=3,
+                              head_dropout=0.2, **TINY)
+    assert tuple(causal.get_layer("pooled").output.shape[1:]) == (8 + 4 + 16,)  # MSMH + causal
+    assert causal.get_layer("causal_attention").num_heads == 3
+    assert causal.get_layer("head_dropout1").rate == 0.2
+
+
+def test_causal_attention_is_causal_inside_the_model():
+    """Step 0 of the causal attention must not see frames that only later steps see (the two
+    convs reach 3 frames ahead of step 0 here), while the last step does."""
+    model = build_mlsp_model((8, 8, 8, 3), 3, pool_size=1, cam="none", temporal="none",
+                             causal_attention_heads=1, **{**TINY, "heads": 1})
+    probe = keras.Model(model.input, model.get_layer("causal_attention").output)
+    clip = np.random.default_rng(3).normal(size=(1, 8, 8, 8, 3)).astype("float32")
+    changed = clip.copy()
+    changed[:, 4:] += 1.0
+    before, after = np.asarray(probe(clip)), np.asarray(probe(changed))
+    np.testing.assert_allclose(before[:, 0], after[:, 0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(before[:, -1], after[:, -1])
+
+
+def test_variant_keras_file_reloads_with_identical_outputs(tmp_path):
+    model = build_mlsp_model((4, 16, 16, 3), 2, streams=2, temporal="lstm",
+                             causal_attention_heads=2, head_dropout=0.3, **TINY)
+    x = np.random.default_rng(4).normal(size=(2, 4, 16, 16, 3)).astype("float32")
+    path = tmp_path / "variant.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(np.asarray(model((x, x))), np.asarray(reloaded((x, x))))
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(branches=3), "branches must be 1 or 2, got 3"),
+        (dict(streams=2, branches=1), "streams=2 needs branches=2"),
+        (dict(cam="max"), "cam must be one of"),
+        (dict(temporal="rnn"), "temporal must be one of"),
+        (dict(pooling="mean"), "pooling must be one of"),
+        (dict(pooling="none", causal_attention_heads=2), "causal_attention_heads needs"),
+        (dict(causal_attention_heads=-1), "causal_attention_heads must be >= 0, got -1"),
+        (dict(head_dropout=1.0), "head_dropout must be in [0, 1), got 1.0"),
+    ],
+)
+def test_invalid_variant_arguments(arguments, message):
+    with pytest.raises(ValueError) as error:
+        build_mlsp_model((4, 16, 16, 3), 3, **{**TINY, **arguments})
+    assert message in str(error.value)
+
+
 BACKEND_SCRIPT = textwrap.dedent(
     """
     import numpy as np, keras

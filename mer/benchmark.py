@@ -1,0 +1,259 @@
+"""`python -m mer bench`: how fast this machine trains, predicts and preprocesses, as one JSON.
+
+Everything runs on synthetic data of the configured shape, so no dataset is needed:
+1. compute: training steps on batches already in memory (clips/s);
+2. pipeline: the same steps fed by `ClipBatches` from a preprocessing cache of uint8 clips, as a
+   real run is, and the ratio of (2) to (1) (1.0: the input costs nothing);
+3. inference clips/s;
+4. the model's analytic forward GFLOPs per clip, the achieved training GFLOP/s (forward +
+   backward ~ 3x forward) and this machine's peak, a large float32 matmul timed in the same run;
+5. peak resident memory of the process;
+6. preprocessing clips/s: decoding, face detection, landmarks and the AU-region crop (the
+   heaviest path, switched on whatever the config says) on demo videos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from mer.config import DemoConfig, ExperimentConfig, SheetColumns
+from mer.data.batches import ClipBatches, Normalizer
+from mer.data.cache import ClipCache
+from mer.models.flops import forward_flops
+
+KEYS = (
+    "train_compute_clips_per_s",
+    "train_pipeline_clips_per_s",
+    "pipeline_ratio",
+    "infer_clips_per_s",
+    "gflops_per_clip",
+    "achieved_gflops",
+    "peak_gflops",
+    "peak_rss_mb",
+    "preprocess_clips_per_s",
+    "backend",
+    "device",
+    "dtype",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchPlan:
+    """How much work each measurement does."""
+
+    steps: int  # timed training steps on in-memory batches
+    clips: int  # clips in the synthetic cache for the pipeline epoch
+    preprocess_clips: int  # demo videos preprocessed
+    matmul_size: int  # n of the n x n float32 matmul for the peak
+
+    @classmethod
+    def make(cls, quick: bool, clips: int | None, batch_size: int) -> BenchPlan:
+        steps = 3 if quick else 12
+        clips = clips if clips is not None else (2 if quick else 8) * batch_size
+        if clips < 1:
+            raise ValueError(f"--clips must be positive, got {clips}")
+        clips = math.ceil(clips / batch_size) * batch_size  # whole batches: no retracing
+        return cls(steps, clips, 3 if quick else 12, 2048 if quick else 4096)
+
+
+class RepeatedBatch(keras.utils.PyDataset):
+    """The same in-memory batch, `steps` times: training with no input cost at all."""
+
+    def __init__(self, inputs, targets, steps: int):
+        super().__init__()
+        self.inputs, self.targets, self.steps = inputs, targets, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int):
+        return (self.inputs,) if self.targets is None else (self.inputs, self.targets)
+
+
+def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int | None = None):
+    """Runs every measurement for `config`'s model and input shape; returns the KEYS dict."""
+    from mer.experiment import input_shape, streams
+    from mer.training.loso import build_model
+
+    shape = input_shape(config)
+    inputs_count = streams(config)
+    batch_size = config.train.batch_size
+    plan = BenchPlan.make(quick, clips, batch_size)
+    classes = len(config.data.classes)
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config, shape, inputs_count)
+    random = np.random.default_rng(config.seed)
+
+    def clip_batch() -> np.ndarray:
+        return random.standard_normal((batch_size, *shape), dtype=np.float32)
+
+    batch = [clip_batch() for _ in range(inputs_count)]
+    batch_inputs = batch[0] if inputs_count == 1 else tuple(batch)
+    targets = np.eye(classes, dtype=np.float32)[np.arange(batch_size) % classes]
+
+    model.fit(RepeatedBatch(batch_inputs, targets, 2), epochs=1, verbose=0)  # trace, warm up
+    compute_seconds = _timed(
+        lambda: model.fit(RepeatedBatch(batch_inputs, targets, plan.steps), epochs=1, verbose=0)
+    )
+    compute = plan.steps * batch_size / compute_seconds
+
+    with tempfile.TemporaryDirectory(prefix="mer-bench-") as scratch:
+        cached = _cached_clips(Path(scratch), plan.clips, shape, inputs_count, config.seed)
+        labels = np.arange(plan.clips) % classes
+        normalizers = [Normalizer.fit(config.data.normalization, stream) for stream in cached]
+        batches = ClipBatches(
+            cached, labels, classes, batch_size, normalizers, shuffle=True, seed=config.seed
+        )
+        pipeline = plan.clips / _timed(lambda: model.fit(batches, epochs=1, verbose=0))
+
+    prediction = RepeatedBatch(batch_inputs, None, plan.steps)
+    model.predict(RepeatedBatch(batch_inputs, None, 1), verbose=0)  # trace
+    infer = plan.steps * batch_size / _timed(lambda: model.predict(prediction, verbose=0))
+
+    gflops = forward_flops(model) / 1e9
+    peak = peak_gflops(plan.matmul_size)
+    preprocess_rate = preprocess_clips_per_s(config, plan.preprocess_clips)
+    return {
+        "train_compute_clips_per_s": round(compute, 2),
+        "train_pipeline_clips_per_s": round(pipeline, 2),
+        "pipeline_ratio": round(pipeline / compute, 3),
+        "infer_clips_per_s": round(infer, 2),
+        "gflops_per_clip": round(gflops, 3),
+        "achieved_gflops": round(3 * gflops * compute, 1),
+        "peak_gflops": round(peak, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "preprocess_clips_per_s": round(preprocess_rate, 2),
+        "backend": keras.backend.backend(),
+        "device": device_name(),
+        "dtype": model.dtype_policy.name,
+        "input_shape": list(shape),
+        "streams": inputs_count,
+        "batch_size": batch_size,
+        "parameters": model.count_params(),
+        "quick": quick,
+    }
+
+
+def _timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def _cached_clips(
+    directory: Path, count: int, shape, inputs_count: int, seed: int
+) -> list[list[np.ndarray]]:
+    """`count` random uint8 clips per stream, written to and memory-mapped from a ClipCache."""
+    random = np.random.default_rng(seed)
+    cache = ClipCache(directory / "cache", {"bench": list(shape)})
+    streams: list[list[np.ndarray]] = [[] for _ in range(inputs_count)]
+    for index in range(count):
+        source = directory / f"clip{index:04d}.bin"
+        source.write_bytes(b"")
+        array, _ = cache.load_or_make(
+            source, lambda: random.integers(0, 256, (inputs_count, *shape), dtype=np.uint8)
+        )
+        for stream, clip in zip(streams, array, strict=True):
+            stream.append(clip)
+    return streams
+
+
+def peak_gflops(size: int, repeats: int = 3) -> float:
+    """The best float32 GFLOP/s of an n x n matmul on the backend's default device."""
+    random = np.random.default_rng(0)
+    left = keras.ops.convert_to_tensor(random.standard_normal((size, size), dtype=np.float32))
+    right = keras.ops.convert_to_tensor(random.standard_normal((size, size), dtype=np.float32))
+    keras.ops.convert_to_numpy(keras.ops.matmul(left, right))  # warm up the kernels
+    rounds = 4
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(rounds):
+            product = keras.ops.matmul(left, right)
+        keras.ops.convert_to_numpy(product[:1, :1])  # waits for queued work on a GPU
+        best = min(best, time.perf_counter() - started)
+    return rounds * 2 * size**3 / best / 1e9
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if platform.system() == "Darwin" else peak / 1024
+
+
+def device_name() -> str:
+    """The device the backend computes on, in words."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform != "cpu":
+            return f"{device.platform}: {device.device_kind}"
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda: {torch.cuda.get_device_name(0)}"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return f"gpu: {tf.config.experimental.get_device_details(gpus[0]).get('device_name')}"
+    return f"cpu: {_cpu_model()} ({_cpu_count()} cores)"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def preprocess_clips_per_s(config: ExperimentConfig, count: int) -> float:
+    """Clips/s of `preprocess` on demo videos with the AU-region crop on, from an empty cache."""
+    from mer.data.faces import shared_landmarker
+    from mer.data.manifest import build_manifest
+    from mer.data.sources import preprocess
+    from mer.data.synthetic import CLASS_NAMES, DemoSpec, generate_demo
+
+    data = config.data
+    per_class = math.ceil(count / 3)
+    with tempfile.TemporaryDirectory(prefix="mer-bench-") as scratch:
+        root = Path(scratch) / "demo"
+        demo = DemoConfig(subjects=2, clips_per_class=math.ceil(per_class / 2))
+        frames = max(demo.frames, data.frames + data.frame_offset + 2)
+        sheet = generate_demo(
+            root, DemoSpec(**{**dataclasses.asdict(demo), "frames": frames, "size": 256})
+        )
+        settings = dataclasses.replace(
+            data,
+            classes=list(CLASS_NAMES),
+            columns=SheetColumns(),
+            cache_dir=str(Path(scratch) / "cache"),
+            regions=dataclasses.replace(data.regions, enabled=True),
+        )
+        manifest = build_manifest(settings, root, sheet, "bench").samples.iloc[:count]
+        shared_landmarker()  # loaded once per run, not per clip: not part of the rate
+        started = time.perf_counter()
+        preprocess(settings, manifest)
+        return len(manifest) / (time.perf_counter() - started)

@@ -1,0 +1,142 @@
+"""A trained model and everything needed to use it on new clips, saved side by side.
+
+`final_model.keras` is the Keras model; `final_model.json` beside it holds the data config it
+was trained with (so `predict` runs exactly the training preprocessing), the class names, the
+fitted normalisers, one per input stream, and how it was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import uuid
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import mer  # noqa: F401  (registers the custom layers and loss, so the model reloads)
+from mer.config import ConfigError, DataConfig, ExperimentConfig, build_typed
+from mer.data.batches import Normalizer
+from mer.data.sheets import DataError
+from mer.data.sources import preprocessing_settings
+from mer.evaluation.report import write_json
+
+BUNDLE_FORMAT = 1
+MODEL_FILE = "final_model.keras"
+
+
+@dataclasses.dataclass
+class Bundle:
+    """A loaded model with its preprocessing, classes and normalisers."""
+
+    model: keras.Model
+    data: DataConfig  # the training run's data config: frames, size, sampler, regions, ...
+    classes: list[str]
+    normalizers: list[Normalizer]  # one per input stream
+    info: dict  # the whole JSON side file
+
+    @property
+    def streams(self) -> int:
+        """Model inputs: 1 (whole face), or 2 (whole face and AU-region crops)."""
+        return len(self.normalizers)
+
+
+def metadata_path(model_path: str | os.PathLike[str]) -> Path:
+    """The JSON side file of a saved model: `final_model.json` for `final_model.keras`."""
+    return Path(model_path).with_suffix(".json")
+
+
+def save_bundle(
+    path: str | os.PathLike[str],
+    model: keras.Model,
+    config: ExperimentConfig,
+    normalizers: list[Normalizer],
+    training: dict | None = None,
+) -> Path:
+    """Saves the model as `.keras` and its side file, each written whole or not at all.
+
+    Args:
+        path: the `.keras` file to write.
+        model: the trained model.
+        config: the run's config (its data section and classes are what predict needs).
+        normalizers: the fitted normalisers, one per input stream.
+        training: how it was trained (clips, subjects, epochs, seed, history), stored as is.
+
+    Returns:
+        The `.keras` path.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"a saved model's file name must end in .keras, got {path}")
+    if len(normalizers) != len(model.inputs):
+        raise ValueError(f"{len(normalizers)} normalizers for {len(model.inputs)} model inputs")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.keras")
+    # The same layers in an uncompiled model: the optimizer state (twice the weights) is left out.
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    inference = keras.Model(inputs, model.outputs[0], name=model.name)
+    try:
+        inference.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    write_json(
+        metadata_path(path),
+        {
+            "format": BUNDLE_FORMAT,
+            "classes": list(config.data.classes),
+            "streams": len(normalizers),
+            "input_shape": list(model.inputs[0].shape[1:]),
+            "normalizers": [normalizer.to_dict() for normalizer in normalizers],
+            "preprocessing": preprocessing_settings(config.data),
+            "data": dataclasses.asdict(config.data),
+            "training": training or {},
+            "versions": {
+                "python": platform.python_version(),
+                "keras": keras.__version__,
+                "backend": keras.backend.backend(),
+                "numpy": np.__version__,
+            },
+        },
+    )
+    return path
+
+
+def load_bundle(path: str | os.PathLike[str]) -> Bundle:
+    """Loads a saved model (a `.keras` file, or a run folder holding `final_model.keras`).
+
+    Raises:
+        DataError: the model or its side file is missing or unreadable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    side = metadata_path(path)
+    if not path.is_file():
+        raise DataError(
+            f"model not found: {path} (train one with --set train.final_model=true; it is "
+            "saved as final_model.keras in the run folder)"
+        )
+    if not side.is_file():
+        raise DataError(f"{path} has no {side.name} beside it: it holds the preprocessing")
+    try:
+        info = json.loads(side.read_text())
+        data = build_typed(DataConfig, info["data"], "data.")
+        normalizers = [Normalizer(**values) for values in info["normalizers"]]
+        classes = list(info["classes"])
+    except (ValueError, KeyError, TypeError, ConfigError) as error:
+        raise DataError(f"{side}: not a model side file this version reads ({error})") from error
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except (ValueError, OSError) as error:
+        raise DataError(f"cannot load model {path}: {error}") from error
+    if len(model.inputs) != len(normalizers) or model.outputs[0].shape[-1] != len(classes):
+        raise DataError(
+            f"{side} does not match {path.name}: {len(normalizers)} streams and "
+            f"{len(classes)} classes for a model with {len(model.inputs)} inputs and "
+            f"{model.outputs[0].shape[-1]} outputs"
+        )
+    return Bundle(model, data, classes, normalizers, info)

@@ -1,0 +1,361 @@
+"""`python -m mer explain`: Grad-CAM over a clip's frames, as an image strip and an animated GIF.
+
+Grad-CAM (Selvaraju et al., 2017) extended to 3D feature maps: the gradient of the class
+logit with respect to a conv layer's output (time, height, width, channels) is averaged over
+time and space into one weight per channel; the map is the ReLU of the weighted channel sum,
+scaled to [0, 1] and resized to the input's frames and pixels.
+
+Which layer: a one-input model (MLSP) uses `merge_conv`, the last conv layer, whose
+positions are positions on the face. A two-input model (dual-branch AU) mixes two images of
+different places (the whole face, the AU-region crop) from the merge on, so each input is
+explained at its own branch conv: `branch5_conv` over the face, `branch3_conv` over the
+region crops; the region's box is drawn on the face frames.
+
+Gradients: Keras 3 has no backend-independent gradient call, so `class_gradients` has one
+short path per backend: TensorFlow (GradientTape; the default backend, exercised by the test
+suite), JAX (`jax.grad`, jitted; its first call compiles for ~20 s on 2 cores) and PyTorch
+(`torch.autograd.grad`); the last two were checked by hand, not by the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+from keras import ops
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from mer.data.sources import region_crops, selected_frames
+from mer.inference.bundle import Bundle, load_bundle
+from mer.inference.predict import clip_manifest, predict_streams, preprocess_clips
+
+MERGE_LAYER = "merge_conv"
+BRANCH_LAYERS = ("branch5_conv", "branch3_conv")  # face branch, region branch
+HEAT_ALPHA = 0.45  # weight of the heat map over the frame
+STRIP_WIDTH = 2400  # the strip's frames are scaled to fit about this many pixels
+TILE_LIMITS = (96, 192)  # smallest and largest displayed frame side, pixels
+GIF_FRAME_MS = 250
+
+
+def default_layers(model: keras.Model) -> list[str]:
+    """The layer(s) to explain: one per input (see the module docstring)."""
+    names = {layer.name for layer in model.layers}
+    if len(model.inputs) == 2 and all(name in names for name in BRANCH_LAYERS):
+        return list(BRANCH_LAYERS)
+    if MERGE_LAYER in names:
+        return [MERGE_LAYER]
+    convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv3D)]
+    if not convs:
+        raise ValueError(f"model {model.name!r} has no Conv3D layer to explain")
+    return [convs[-1]]
+
+
+def _single(items: Sequence):
+    """A functional model's inputs or outputs: the item itself when there is one."""
+    return items[0] if len(items) == 1 else list(items)
+
+
+def input_streams(model: keras.Model, layer: str) -> set[int]:
+    """The positions of the model inputs that a layer's output depends on."""
+    inputs = {id(tensor): index for index, tensor in enumerate(model.inputs)}
+    found: set[int] = set()
+    pending = [model.get_layer(layer).output]
+    seen: set[int] = set()
+    while pending:
+        tensor = pending.pop()
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        if id(tensor) in inputs:
+            found.add(inputs[id(tensor)])
+            continue
+        operation, node_index, _ = tensor._keras_history
+        pending.extend(operation._inbound_nodes[node_index].input_tensors)
+    return found
+
+
+def class_gradients(head: keras.Model, features: Sequence[np.ndarray], class_index: int):
+    """d head(features)[:, class_index] / d features, on the current backend.
+
+    Args:
+        head: a model from the explained layers' outputs to the class scores.
+        features: the explained layers' outputs, one array each.
+        class_index: the class whose score is differentiated.
+
+    Returns:
+        One gradient array per feature array, as NumPy.
+
+    Raises:
+        ValueError: a backend without gradients (numpy, openvino).
+    """
+
+    def score(tensors):
+        return ops.sum(head(_single(tensors), training=False)[:, class_index])
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tensors = [tf.convert_to_tensor(feature) for feature in features]
+        with tf.GradientTape() as tape:
+            tape.watch(tensors)
+            value = score(tensors)
+        gradients = tape.gradient(value, tensors)
+    elif backend == "jax":
+        import jax
+
+        gradients = jax.jit(jax.grad(score))([jax.numpy.asarray(feature) for feature in features])
+    elif backend == "torch":
+        import torch
+
+        tensors = [
+            ops.convert_to_tensor(feature).detach().requires_grad_(True) for feature in features
+        ]
+        gradients = torch.autograd.grad(score(tensors), tensors)
+    else:
+        raise ValueError(
+            f"Grad-CAM needs gradients: backend {backend!r} has none here; use tensorflow "
+            "(the default), jax or torch (KERAS_BACKEND=...)"
+        )
+    return [ops.convert_to_numpy(gradient) for gradient in gradients]
+
+
+def grad_cam(
+    model: keras.Model,
+    inputs: Sequence[np.ndarray],
+    class_index: int,
+    layers: Sequence[str] | None = None,
+) -> list[np.ndarray]:
+    """Grad-CAM maps of one clip at the given conv layers.
+
+    Args:
+        model: the classifier (inputs -> softmax probabilities).
+        inputs: the normalised input streams, each (1, frames, height, width, channels).
+        class_index: the class explained.
+        layers: layer names; default `default_layers(model)`.
+
+    Returns:
+        Per layer, a map (time, height, width) in [0, 1] at that layer's resolution.
+    """
+    layers = list(layers or default_layers(model))
+    targets = [model.get_layer(name).output for name in layers]
+    # The class logit, before the softmax, where the model names it (the builder's "logits").
+    names = {layer.name for layer in model.layers}
+    scores = model.get_layer("logits").output if "logits" in names else model.outputs[0]
+    body = keras.Model(_single(model.inputs), _single(targets))
+    head = keras.Model(_single(targets), scores)
+    features = body(_single([ops.convert_to_tensor(array) for array in inputs]), training=False)
+    features = [
+        ops.convert_to_numpy(feature) for feature in (features if len(layers) > 1 else [features])
+    ]
+    maps = []
+    for feature, gradient in zip(
+        features, class_gradients(head, features, class_index), strict=True
+    ):
+        weights = gradient[0].mean(axis=(0, 1, 2))  # one weight per channel
+        cam = np.maximum((feature[0] * weights).sum(axis=-1), 0.0)  # (time, height, width)
+        maps.append(cam / cam.max() if cam.max() > 0 else cam)
+    return maps
+
+
+def resize_map(cam: np.ndarray, frames: int, size: int) -> np.ndarray:
+    """A (time, height, width) map at (frames, size, size): nearest in time, bilinear in space."""
+    steps = np.minimum((np.arange(frames) * cam.shape[0]) // frames, cam.shape[0] - 1)
+    return np.stack(
+        [
+            cv2.resize(cam[step].astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+            for step in steps
+        ]
+    )
+
+
+def overlay(frames: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """RGB uint8 frames (F, S, S, 3) with the map (F, S, S) in [0, 1] drawn over them (jet)."""
+    heat = colormaps["jet"](np.clip(cam, 0.0, 1.0))[..., :3] * 255.0
+    return ((1 - HEAT_ALPHA) * frames + HEAT_ALPHA * heat).round().astype(np.uint8)
+
+
+def _rgb(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames, dtype=np.uint8)
+    return np.repeat(frames, 3, axis=-1) if frames.shape[-1] == 1 else frames
+
+
+def _tiles(frames: np.ndarray, side: int, boxes: np.ndarray | None = None) -> list[np.ndarray]:
+    """Frames scaled to side x side for display, with a box (in frame pixels) drawn on each."""
+    scale = side / frames.shape[1]
+    tiles = []
+    for index, frame in enumerate(frames):
+        tile = cv2.resize(frame, (side, side), interpolation=cv2.INTER_NEAREST)
+        if boxes is not None:
+            x0, y0, x1, y1 = (
+                (np.asarray(boxes[index], dtype=np.float64) * scale).round().astype(int)
+            )
+            cv2.rectangle(tile, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), 2)
+        tiles.append(np.ascontiguousarray(tile))
+    return tiles
+
+
+@dataclasses.dataclass
+class Explanation:
+    """What `explain_clip` found and wrote."""
+
+    clip: str
+    explained: str  # the class whose evidence is shown
+    predicted: str
+    probabilities: dict[str, float]
+    layers: list[str]
+    region: str | None  # the AU region of a two-stream model
+    strip: Path
+    gif: Path
+
+
+def explain_clip(
+    bundle: Bundle,
+    clip: str | Path,
+    out_dir: str | Path,
+    *,
+    onset: int | None = None,
+    offset: int | None = None,
+    aus: str | None = None,
+    class_name: str | None = None,
+    layers: Sequence[str] | None = None,
+) -> Explanation:
+    """Writes `<clip>_gradcam.png` (a strip: frames, Grad-CAM, and for two streams the region
+    crops and theirs) and `<clip>_gradcam.gif` (the overlays frame by frame) into out_dir.
+
+    Args:
+        bundle: the loaded model.
+        clip: a video or a frame folder, preprocessed as in training.
+        out_dir: where to write.
+        onset, offset, aus: as for predict.
+        class_name: the class to explain; default the predicted one.
+        layers: conv layers to explain; default one per input (see the module docstring).
+
+    Raises:
+        DataError: the clip cannot be read; ValueError: an unknown class or layer.
+    """
+    if class_name is not None and class_name not in bundle.classes:
+        raise ValueError(
+            f"--class {class_name!r} is not one of the model's classes {bundle.classes}"
+        )
+    manifest = clip_manifest([clip], onset=onset, offset=offset, aus=aus)
+    streams = preprocess_clips(bundle, manifest)
+    probabilities = predict_streams(bundle, streams)[0]
+    predicted = bundle.classes[int(probabilities.argmax())]
+    explained = class_name or predicted
+    layers = list(layers or default_layers(bundle.model))
+    inputs = [
+        normalizer(stream[0])[None]
+        for stream, normalizer in zip(streams, bundle.normalizers, strict=True)
+    ]
+    maps = grad_cam(bundle.model, inputs, bundle.classes.index(explained), layers)
+
+    images = [_rgb(stream[0]) for stream in streams]  # (frames, size, size, 3) per stream
+    count, size = images[0].shape[:2]
+    region = boxes = None
+    if bundle.data.regions.enabled:
+        row = manifest.iloc[0]
+        full = np.stack(selected_frames(bundle.data, row))  # the frames the crops came from
+        found = region_crops(bundle.data, full, row["aus"], str(row["path"]))
+        region = found.region
+        boxes = found.boxes * np.array([size / full.shape[2], size / full.shape[1]] * 2)
+    side = int(np.clip(STRIP_WIDTH // count, *TILE_LIMITS))
+    rows = [("frames", _tiles(images[0], side, boxes))]
+    overlays = []
+    for stream, image in enumerate(images):
+        if stream == 1:
+            rows.append((f"region crops: {region}", _tiles(image, side)))
+        for layer, cam in zip(layers, maps, strict=True):
+            read = input_streams(bundle.model, layer)
+            if (read == {stream}) or (stream == 0 and len(read) > 1):
+                label = f"Grad-CAM {layer}" + (" (both inputs)" if len(read) > 1 else "")
+                tiles = _tiles(overlay(image, resize_map(cam, count, size)), side)
+                rows.append((label, tiles))
+                overlays.append(tiles)
+    name = Path(clip).stem if Path(clip).is_file() else Path(clip).name
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scores = ", ".join(
+        f"{label} {value:.2f}" for label, value in zip(bundle.classes, probabilities, strict=True)
+    )
+    title = f"{name}: predicted {predicted} ({scores}); Grad-CAM of {explained!r}"
+    if region is not None:
+        title += f"; AU region {region} (white box)"
+    strip = out_dir / f"{name}_gradcam.png"
+    _write_strip(strip, rows, title)
+    gif = out_dir / f"{name}_gradcam.gif"
+    _write_gif(gif, [np.concatenate(tiles, axis=1) for tiles in zip(*overlays, strict=True)])
+    return Explanation(
+        clip=str(clip),
+        explained=explained,
+        predicted=predicted,
+        probabilities={
+            label: float(value) for label, value in zip(bundle.classes, probabilities, strict=True)
+        },
+        layers=layers,
+        region=region,
+        strip=strip,
+        gif=gif,
+    )
+
+
+def _write_strip(path: Path, rows: list[tuple[str, list[np.ndarray]]], title: str) -> None:
+    """One image row per (label, tiles), frame numbers above the first, a title on top."""
+    side = rows[0][1][0].shape[0]
+    count = len(rows[0][1])
+    width = side * count / 100 + 1.4
+    figure = Figure(figsize=(width, side * len(rows) / 100 + 0.8), dpi=100, layout="constrained")
+    axes = figure.subplots(len(rows), 1, squeeze=False)[:, 0]
+    for index, (axis, (label, tiles)) in enumerate(zip(axes, rows, strict=True)):
+        axis.imshow(np.concatenate(tiles, axis=1), interpolation="nearest")
+        axis.set_yticks([])
+        axis.set_ylabel(label, fontsize="small")
+        axis.set_xticks(
+            (np.arange(count) + 0.5) * side,
+            labels=[str(i + 1) for i in range(count)] if index == 0 else [],
+        )
+        axis.tick_params(length=0, labelsize="small", labeltop=index == 0, labelbottom=False)
+    figure.suptitle(title, fontsize="small", wrap=True)
+    FigureCanvasAgg(figure)
+    figure.savefig(path, format="png")
+
+
+def _write_gif(path: Path, frames: list[np.ndarray]) -> None:
+    """An endlessly looping GIF of RGB uint8 frames, each numbered."""
+    from PIL import Image
+
+    pictures = []
+    for index, frame in enumerate(frames):
+        frame = frame.copy()
+        cv2.putText(
+            frame, str(index + 1), (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1
+        )
+        pictures.append(Image.fromarray(frame))
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=GIF_FRAME_MS, loop=0)
+
+
+def explain_command(arguments: argparse.Namespace) -> int:
+    """`python -m mer explain`: writes the strip and the GIF, prints what it wrote as JSON."""
+    bundle = load_bundle(arguments.model)
+    explanation = explain_clip(
+        bundle,
+        arguments.clip,
+        arguments.out,
+        onset=arguments.onset,
+        offset=arguments.offset,
+        aus=arguments.aus,
+        class_name=arguments.class_name,
+        layers=arguments.layer or None,
+    )
+    result = dataclasses.asdict(explanation)
+    result.update(strip=str(explanation.strip), gif=str(explanation.gif))
+    print(json.dumps(result))
+    return 0

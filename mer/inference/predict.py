@@ -1,0 +1,188 @@
+"""`python -m mer predict`: class probabilities of new clips from a saved model.
+
+A clip goes through the training run's own preprocessing (`mer.data.sources.preprocess`, with
+the data config saved beside the model) and its normalisers, so a clip is seen exactly as the
+training clips were.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mer.data.batches import ClipBatches
+from mer.data.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, count_frames, is_clip
+from mer.data.sheets import DataError
+from mer.data.sources import preprocess
+from mer.inference.bundle import Bundle, load_bundle
+
+logger = logging.getLogger(__name__)
+
+
+def clip_manifest(
+    clips: Sequence[str | Path],
+    *,
+    onset: int | None = None,
+    offset: int | None = None,
+    aus: str | None = None,
+) -> pd.DataFrame:
+    """Manifest rows for clips given on the command line (no subject, no label).
+
+    Args:
+        clips: video files or folders of frame images.
+        onset, offset: frame numbers (a video's 1-based positions, a folder's file numbers),
+            used by the onset_offset and max_motion samplers; the same for every clip.
+        aus: the clips' action units (e.g. "4+12"), which choose the region of a two-stream
+            model; the same for every clip.
+
+    Raises:
+        DataError: a clip is missing, is not a video or a frame folder, or does not decode.
+    """
+    rows = []
+    for clip in clips:
+        path = Path(clip)
+        if not path.exists():
+            raise DataError(f"clip not found: {path}")
+        if not is_clip(path):
+            raise DataError(
+                f"{path} is not a video ({', '.join(sorted(VIDEO_EXTENSIONS))}) or a folder of "
+                f"frame images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
+        rows.append(
+            {
+                "sample": path.stem if path.is_file() else path.name,
+                "subject": None,
+                "label": None,
+                "onset": onset,
+                "offset": offset,
+                "aus": aus,
+                "path": str(path),
+                "frames": count_frames(path),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+class _DropSkipNotes(logging.Filter):
+    """Predict reports a failed clip as its error; the training run's "skipped" note would
+    only repeat it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("skipped ")
+
+
+def preprocess_clips(
+    bundle: Bundle, manifest: pd.DataFrame, cache_dir: str | Path | None = None
+) -> list[list[np.ndarray]]:
+    """The clips as the model's uint8 input streams, by the training run's preprocessing.
+
+    Args:
+        bundle: the loaded model and its data config.
+        manifest: rows from `clip_manifest`.
+        cache_dir: where to cache the preprocessed clips; None: a temporary folder.
+
+    Raises:
+        DataError: naming every clip that failed.
+    """
+    data = bundle.data
+    if data.sampler == "onset_offset" and manifest[["onset", "offset"]].isna().any(axis=None):
+        raise DataError(
+            "the model was trained with data.sampler=onset_offset: give --onset and --offset"
+        )
+    if data.regions.enabled and manifest["aus"].isna().any():
+        logger.warning("no --aus given: the region stream gets the whole face (region 'face')")
+    with tempfile.TemporaryDirectory(prefix="mer-predict-") as temporary:
+        data = dataclasses.replace(data, on_bad="skip", cache_dir=str(cache_dir or temporary))
+        quiet = _DropSkipNotes()
+        source_logger = logging.getLogger("mer.data.sources")
+        source_logger.addFilter(quiet)
+        try:
+            prepared = preprocess(data, manifest)
+        finally:
+            source_logger.removeFilter(quiet)
+        if len(prepared.failures):
+            raise DataError(
+                "; ".join(f"{row.where}: {row.problem}" for row in prepared.failures.itertuples())
+            )
+        return [[np.array(clip) for clip in stream] for stream in prepared.streams]
+
+
+def predict_streams(bundle: Bundle, streams: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
+    """Class probabilities (clips, classes) of preprocessed uint8 clips, normalised as in
+    training."""
+    batches = ClipBatches(streams, None, len(bundle.classes), 8, bundle.normalizers)
+    return np.asarray(bundle.model.predict(batches, verbose=0), dtype=np.float64)
+
+
+def predict_clips(
+    bundle: Bundle,
+    clips: Sequence[str | Path],
+    *,
+    onset: int | None = None,
+    offset: int | None = None,
+    aus: str | None = None,
+) -> pd.DataFrame:
+    """One row per clip: clip, predicted, then prob_<class> per class.
+
+    Raises:
+        DataError: a clip is missing or cannot be preprocessed, named.
+    """
+    manifest = clip_manifest(clips, onset=onset, offset=offset, aus=aus)
+    probabilities = predict_streams(bundle, preprocess_clips(bundle, manifest))
+    table = pd.DataFrame(
+        {
+            "clip": manifest["path"],
+            "predicted": [bundle.classes[index] for index in probabilities.argmax(axis=1)],
+        }
+    )
+    for index, name in enumerate(bundle.classes):
+        table[f"prob_{name}"] = probabilities[:, index]
+    return table
+
+
+def format_table(table: pd.DataFrame, classes: Sequence[str]) -> str:
+    """The predictions as an aligned text table, probabilities with 3 decimals."""
+    width = max(len("clip"), *(len(clip) for clip in table["clip"]))
+    columns = [max(len(name), 5) for name in classes]
+    lines = [
+        "clip".ljust(width)
+        + "".join(f"  {name:>{size}}" for name, size in zip(classes, columns, strict=True))
+        + "  predicted"
+    ]
+    for row in table.itertuples(index=False):
+        values = [getattr(row, f"prob_{name}") for name in classes]
+        lines.append(
+            row.clip.ljust(width)
+            + "".join(f"  {value:>{size}.3f}" for value, size in zip(values, columns, strict=True))
+            + f"  {row.predicted}"
+        )
+    return "\n".join(lines)
+
+
+def predict_command(arguments: argparse.Namespace) -> int:
+    """`python -m mer predict`: prints each clip's class probabilities (a table, or JSON)."""
+    bundle = load_bundle(arguments.model)
+    table = predict_clips(
+        bundle, arguments.clips, onset=arguments.onset, offset=arguments.offset, aus=arguments.aus
+    )
+    if arguments.json:
+        records = [
+            {
+                "clip": row["clip"],
+                "predicted": row["predicted"],
+                "probabilities": {name: float(row[f"prob_{name}"]) for name in bundle.classes},
+            }
+            for _, row in table.iterrows()
+        ]
+        print(json.dumps(records, indent=2))
+    else:
+        print(format_table(table, bundle.classes))
+    return 0

@@ -1,0 +1,113 @@
+"""The final model: after the LOSO folds, one model trained on every subject, for later use.
+
+It is trained exactly as a fold (same epochs, schedule and batch size; its own seed), with the
+normalisation statistics measured on all clips, and saved with what `predict` needs. It is never
+evaluated here: the LOSO folds are the estimate of how it does on new subjects.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from mer.config import ExperimentConfig
+from mer.data.batches import ClipBatches, Normalizer
+from mer.inference.bundle import MODEL_FILE, save_bundle
+from mer.training.distribution import distribution_scope
+from mer.training.loso import FiniteLossGuard, InterruptGuard, _fit_verbosity, build_model
+from mer.training.schedules import step_decay
+
+
+def train_final_model(
+    streams: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    config: ExperimentConfig,
+    run_dir: Path,
+    *,
+    seed_index: int,
+    subjects: int,
+) -> Path:
+    """Trains one model on every clip and saves it as `<run_dir>/final_model.keras` (+ .json).
+
+    Args:
+        streams: the uint8 clips, one list per model input.
+        labels: class index per clip.
+        config: the run's config (data.classes resolved).
+        run_dir: the run folder.
+        seed_index: the model is seeded with config.seed + seed_index (the number of folds,
+            so that it shares no seed with a fold).
+        subjects: number of subjects trained on, recorded beside the model.
+
+    Returns:
+        The saved model's path. A run resumed after the final model was saved reuses it.
+    """
+    path = run_dir / MODEL_FILE
+    if path.is_file() and path.with_suffix(".json").is_file():
+        print(f"\nFinal model: saved earlier, reused ({path})", flush=True)
+        return path
+    print(f"\nFinal model: training on all {len(labels)} clips of {subjects} subjects", flush=True)
+    started = time.perf_counter()
+    keras.backend.clear_session()  # before the scope: it forgets the current distribution
+    keras.utils.set_random_seed(config.seed + seed_index)
+    try:
+        with InterruptGuard() as guard, distribution_scope(config):
+            model, normalizers, curves = _fit(streams, labels, config, seed_index, guard)
+    except KeyboardInterrupt:
+        print(
+            f"\nInterrupted while training the final model; the LOSO results in {run_dir} are "
+            f"complete. To train it, run the script again with --resume {run_dir}",
+            file=sys.stderr,
+        )
+        raise
+    training = {
+        "clips": len(labels),
+        "subjects": subjects,
+        "epochs": config.train.epochs,
+        "seed": config.seed + seed_index,
+        "seconds": round(time.perf_counter() - started, 2),
+        "history": curves,
+    }
+    save_bundle(path, model, config, normalizers, training)
+    print(f"Final model: {path}", flush=True)
+    return path
+
+
+def _fit(
+    streams: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    config: ExperimentConfig,
+    seed_index: int,
+    guard: InterruptGuard,
+) -> tuple[keras.Model, list[Normalizer], dict[str, list[float]]]:
+    """The model trained on every clip, its normalisers and its curves."""
+    normalizers = [Normalizer.fit(config.data.normalization, stream) for stream in streams]
+    batches = ClipBatches(
+        streams,
+        labels,
+        len(config.data.classes),
+        config.train.batch_size,
+        normalizers,
+        shuffle=True,
+        seed=config.seed + seed_index,
+    )
+    model = build_model(config, streams[0][0].shape, streams=len(streams))
+    schedule = step_decay(
+        config.train.learning_rate, config.train.decay_epochs, config.train.decay_factor
+    )
+    history = model.fit(
+        batches,
+        epochs=config.train.epochs,
+        callbacks=[
+            guard,
+            FiniteLossGuard("final"),
+            keras.callbacks.LearningRateScheduler(schedule),
+        ],
+        verbose=_fit_verbosity(config.train.verbose),
+    )
+    curves = {key: [float(value) for value in values] for key, values in history.history.items()}
+    return model, normalizers, curves

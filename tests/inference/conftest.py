@@ -1,0 +1,92 @@
+"""Made once for the package: a two-stream run whose final model trains (1 epoch, tiny
+network), and a tiny one-stream model saved as a bundle without training."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from mer import experiment
+from mer.cli import run_script
+from mer.config import PROJECT_ROOT, load_config
+from mer.data.batches import Normalizer
+from mer.data.synthetic import DemoSpec, generate_demo
+from mer.inference.bundle import save_bundle
+from mer.training.loso import FoldResult, build_model
+from tests.data.replicas import class_folder_dataset
+from tests.test_end_to_end import TINY, TINY_MODEL
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    run_dir: object
+    manifest: pd.DataFrame  # the run's manifest.csv
+
+
+def _untrained_folds(folds, streams, labels, config, run_dir):
+    """Stands in for the LOSO training (covered by the end-to-end tests): fixed predictions."""
+    random = np.random.default_rng(0)
+    return [
+        FoldResult(
+            fold.subject,
+            fold.test,
+            random.dirichlet(np.ones(len(config.data.classes)), len(fold.test)),
+            {"loss": [1.1, 0.9], "accuracy": [0.3, 0.5]},
+            0.0,
+        )
+        for fold in folds
+    ]
+
+
+@pytest.fixture(scope="package")
+def trained_run(tmp_path_factory):
+    """The dual-branch AU script with train.final_model=true on 2 synthetic subjects
+    (real-looking faces, so landmarks run): the folds are stubbed, the final model (a tiny
+    network) trains 1 epoch on both subjects."""
+    tmp_path = tmp_path_factory.mktemp("trained")
+    root = tmp_path / "demo"
+    sheet = generate_demo(root, DemoSpec(subjects=2, clips_per_class=1, frames=16, size=96))
+    overrides = [
+        f"data.root={root}",
+        f"data.sheet={sheet}",
+        "data.frames=6",
+        "data.size=32",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"run.output_dir={tmp_path / 'runs'}",
+        f"run.split_lists_dir={tmp_path / 'txt'}",
+        "train.epochs=1",
+        "train.batch_size=3",
+        "train.final_model=true",
+        *TINY_MODEL,
+    ]
+    arguments = ["--config", str(PROJECT_ROOT / "config" / "dual_branch_au.yaml")]
+    for item in overrides:
+        arguments += ["--set", item]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(experiment, "run_loso", _untrained_folds)
+        assert run_script("dual_branch_3dcnn_au", "dual_branch_au.yaml", "test", arguments) == 0
+    run_dir = next((tmp_path / "runs").iterdir())
+    manifest = pd.read_csv(run_dir / "manifest.csv", dtype={"subject": str})
+    return TrainedRun(run_dir, manifest)
+
+
+@pytest.fixture(scope="package")
+def one_stream_bundle(tmp_path_factory):
+    """An untrained tiny MLSP model with train_fold normalisation, saved as a bundle, and the
+    class-folder clips it reads (videos of 24x24, 12 frames)."""
+    tmp_path = tmp_path_factory.mktemp("one_stream")
+    class_folder_dataset(tmp_path / "dataset", subjects=1)
+    clips = sorted((tmp_path / "dataset").rglob("*.avi"))
+    config = load_config(
+        PROJECT_ROOT / "config" / "me_model.yaml", [*TINY, "data.normalization=train_fold"]
+    )
+    keras.utils.set_random_seed(0)
+    model = build_model(config, (4, 16, 16, 3))
+    random = np.random.default_rng(0)
+    normalizer = Normalizer.fit(
+        "train_fold", [random.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8)]
+    )
+    path = save_bundle(tmp_path / "model" / "final_model.keras", model, config, [normalizer])
+    return path, clips

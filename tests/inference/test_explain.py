@@ -1,0 +1,52 @@
+"""`python -m mer explain`: Grad-CAM strip and GIF, with the AU region marked."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mer.cli import main
+from mer.data.regions import region_for_aus
+from mer.inference.bundle import load_bundle
+from mer.inference.explain import grad_cam, input_streams, resize_map
+
+
+def _explain(capsys, arguments):
+    assert main(["explain", *arguments]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_two_stream_explanation_marks_the_region(trained_run, tmp_path, capsys):
+    row = trained_run.manifest.iloc[2]
+    arguments = ["--model", str(trained_run.run_dir), row["path"], "--out", str(tmp_path)]
+    arguments += ["--aus", row["aus"], "--onset", str(row["onset"]), "--offset", str(row["offset"])]
+    result = _explain(capsys, [*arguments, "--class", "surprise"])
+    assert result["layers"] == ["branch5_conv", "branch3_conv"]
+    assert result["explained"] == "surprise"
+    assert result["region"] == region_for_aus([int(au) for au in row["aus"].split("+")]).name
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    strip = Image.open(result["strip"])
+    assert strip.format == "PNG" and strip.width > 6 * 96
+    gif = Image.open(result["gif"])
+    assert gif.format == "GIF" and gif.n_frames == 6  # one per model frame
+    assert gif.width == 2 * gif.height  # face and region overlays side by side
+
+
+def test_one_stream_explanation_and_grad_cam_maps(one_stream_bundle, tmp_path, capsys):
+    model, clips = one_stream_bundle
+    result = _explain(capsys, ["--model", str(model), str(clips[1]), "--out", str(tmp_path)])
+    assert result["layers"] == ["merge_conv"] and result["region"] is None
+    assert Image.open(result["gif"]).n_frames == 4
+    assert (tmp_path / f"{clips[1].stem}_gradcam.png").is_file()
+
+    bundle = load_bundle(model)
+    assert input_streams(bundle.model, "merge_conv") == {0}
+    clip = np.random.default_rng(1).standard_normal((1, 4, 16, 16, 3)).astype(np.float32)
+    [cam] = grad_cam(bundle.model, [clip], 0, ["merge_conv"])
+    assert cam.shape == (2, 6, 6) and cam.min() >= 0 and cam.max() <= 1
+    assert resize_map(cam, 4, 16).shape == (4, 16, 16)
+    assert main(["explain", "--model", str(model), str(clips[0]), "--out", str(tmp_path),
+                 "--class", "joy"]) == 2
+    assert "'joy' is not one of the model's classes" in capsys.readouterr().err
+

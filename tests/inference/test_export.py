@@ -1,0 +1,27 @@
+"""`python -m mer export`: SavedModel (and ONNX where tf2onnx is installed)."""
+
+import json
+
+import pytest
+
+from mer.cli import main
+
+
+def test_savedmodel_export_matches_keras(one_stream_bundle, tmp_path, capsys):
+    model, _ = one_stream_bundle
+    assert main(["export", "--model", str(model), "--out", str(tmp_path)]) == 0
+    output = capsys.readouterr().out
+    assert (tmp_path / "saved_model" / "saved_model.pb").is_file()
+    difference = float(output.split("max |difference| from Keras ")[1].split(")")[0])
+    assert difference < 1e-5
+    assert json.loads((tmp_path / "final_model.json").read_text())["streams"] == 1
+
+
+def test_onnx_export_matches_keras(one_stream_bundle, tmp_path, capsys):
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    model, _ = one_stream_bundle
+    assert main(["export", "--model", str(model), "--out", str(tmp_path), "--format", "onnx"]) == 0
+    output = capsys.readouterr().out
+    difference = float(output.split("max |difference| from Keras ")[1].split(")")[0])
+    assert (tmp_path / "model.onnx").is_file() and difference < 1e-5

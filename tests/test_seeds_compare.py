@@ -1,0 +1,85 @@
+"""`--seeds` runs one experiment per seed into one parent folder; `compare` reads run folders."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mer.cli import main, run_script
+from mer.evaluation.compare import compare_runs, format_comparison, seed_summary
+from tests.data.replicas import class_folder_dataset
+from tests.test_end_to_end import TINY
+
+
+def test_seeds_then_compare(tmp_path, capsys):
+    sheet = class_folder_dataset(tmp_path / "dataset", subjects=2)  # 2 folds per seed
+    overrides = TINY + [
+        f"data.root={tmp_path / 'dataset'}",
+        f"data.sheet={sheet}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"run.output_dir={tmp_path / 'runs'}",
+        f"run.split_lists_dir={tmp_path / 'txt'}",
+        "run.tensorboard=false",
+        "run.save_weights=false",
+    ]
+    arguments = [part for item in overrides for part in ("--set", item)] + ["--seeds", "3,5"]
+    assert run_script("ME_model", "me_model.yaml", "test", arguments) == 0
+    output = capsys.readouterr().out
+    parent = Path(output.strip().splitlines()[-1].split("Results: ")[1])
+    assert "seeds" in parent.name and "Over 2 seeds (3, 5)" in output
+    children = [parent / "seed3", parent / "seed5"]
+    runs = [json.loads((child / "summary.json").read_text()) for child in children]
+    assert [run["seed"] for run in runs] == [3, 5]
+    summary = json.loads((parent / "summary.json").read_text())
+    for key in ("uf1", "uar", "acc"):
+        values = [run[key] for run in runs]
+        assert summary[key] == pytest.approx(np.mean(values))
+        assert summary["std"][key] == pytest.approx(np.std(values, ddof=1))
+    assert len(pd.read_csv(parent / "seeds.csv")) == 2
+
+    # Resuming a finished parent reuses both seeds and trains nothing.
+    assert run_script("ME_model", "me_model.yaml", "test", ["--resume", str(parent)]) == 0
+    assert capsys.readouterr().out.count("completed earlier") == 2
+
+    plot = tmp_path / "compare.png"
+    assert main(["compare", str(parent), *map(str, children), "--out", str(plot)]) == 0
+    printed = capsys.readouterr().out
+    assert parent.name in printed and "seed3" in printed and "±" in printed
+    assert plot.stat().st_size > 0
+    table = compare_runs([parent, *children])
+    assert list(table["seeds"]) == [2, 1, 1]
+    assert table["parameters"].nunique() == 1 and table["parameters"].iloc[0] > 0
+
+
+def test_compare_rejects_a_folder_without_results(tmp_path, capsys):
+    assert main(["compare", str(tmp_path)]) == 2
+    assert "no summary.json" in capsys.readouterr().err
+
+
+def test_seed_summary_and_parts():
+    def run(uf1, part_uf1):
+        scores = {"uf1": uf1, "uar": uf1, "acc": uf1}
+        return {**scores, "mean_over_subjects": scores, "parameters": 10,
+                "parts": {"smic": {**scores, "uf1": part_uf1}}, "timings": {"total_s": 60}}
+
+    table, summary = seed_summary({1: run(0.5, 0.4), 2: run(0.7, 0.6)})
+    assert summary["uf1"] == pytest.approx(0.6)
+    assert summary["std"]["uf1"] == pytest.approx(0.1414, 1e-3)
+    assert summary["parts"]["smic"]["uf1"] == pytest.approx(0.5)
+    assert summary["timings"]["total_s"] == 120 and list(table["seed"]) == [1, 2]
+    single = seed_summary({7: run(0.5, 0.4)})[1]
+    assert single["std"]["uf1"] == 0.0
+    with pytest.raises(ValueError, match="no seed"):
+        seed_summary({})
+
+
+def test_comparison_text_marks_optimistic_runs(tmp_path):
+    for name, protocol in (("loso", "loso: fixed epochs"), ("paper", "paper (optimistic...)")):
+        scores = {"uf1": 0.5, "uar": 0.6, "acc": 0.7}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(
+            {**scores, "mean_over_subjects": scores, "protocol": protocol, "dataset": "d"}))
+    text = format_comparison(compare_runs([tmp_path / "loso", tmp_path / "paper"]))
+    assert "0.600" in text and "optimistic" in text
