@@ -18,10 +18,8 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
 
-def experiment_parser(script: str, description: str) -> argparse.ArgumentParser:
-    """The options shared by the experiment scripts."""
-    parser = argparse.ArgumentParser(prog=script, description=description)
-    parser.add_argument("--config", help="experiment YAML (default: the script's own)")
+def add_overrides(parser: argparse.ArgumentParser) -> None:
+    """The repeatable `--set KEY=VALUE` option."""
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -30,6 +28,13 @@ def experiment_parser(script: str, description: str) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set train.epochs=5 (repeatable)",
     )
+
+
+def experiment_parser(script: str, description: str) -> argparse.ArgumentParser:
+    """The options shared by the experiment scripts."""
+    parser = argparse.ArgumentParser(prog=script, description=description)
+    parser.add_argument("--config", help="experiment YAML (default: the script's own)")
+    add_overrides(parser)
     parser.add_argument(
         "--summary",
         action="store_true",
@@ -358,14 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = commands.add_parser("bench", help="training, inference and preprocessing speed (JSON)")
     bench.add_argument("--quick", action="store_true", help="a rough figure in under a minute")
     bench.add_argument("--config", help="experiment YAML (default: config/me_model.yaml)")
-    bench.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable)",
-    )
+    add_overrides(bench)
     bench.add_argument("--clips", type=int, help="clips in the pipeline epoch (memory check)")
     bench.add_argument("--save", metavar="FILE.json", help="also write the result here")
     bench_plot = commands.add_parser("bench-plot", help="saved bench results as a bar plot")

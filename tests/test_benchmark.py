@@ -7,7 +7,7 @@ import pytest
 from mer.benchmark import KEYS, BenchPlan
 from mer.cli import main
 from mer.models.builders import build_mlsp_model
-from mer.models.flops import forward_flops
+from mer.models.flops import forward_flops, training_flops
 from tests.test_end_to_end import TINY
 
 
@@ -42,3 +42,10 @@ def test_forward_flops_of_the_published_model_by_hand():
     convs += 2 * 4 * 43 * 43 * 32 * 64 * 3**3  # the merge conv after the first pooling
     total = forward_flops(model)
     assert convs < total < 1.02 * convs  # everything else is about 1 %
+
+
+def test_training_flops_skip_the_input_gradient_of_the_first_layers():
+    model = build_mlsp_model((10, 128, 128, 3), 3)
+    first = 2 * 10 * 128 * 128 * 32 * 3 * (5**3 + 3**3)  # the branches read the model input
+    forward = forward_flops(model)
+    assert training_flops(model) == 3 * forward - first

@@ -7,6 +7,7 @@ so it feeds `fit`/`predict` on every backend without a TensorFlow input pipeline
 from __future__ import annotations
 
 import math
+import mmap
 from collections.abc import Sequence
 
 import keras
@@ -77,6 +78,20 @@ class Normalizer:
         }
 
 
+def release_pages(clip: np.ndarray) -> None:
+    """Drops the resident pages of a clip memory-mapped from the cache once it has been read.
+
+    The pages stay in the operating system's file cache, so the next read is as fast, but they
+    stop counting towards this process's resident memory: training on hundreds of clips then
+    needs the memory of a batch, not of the dataset. Arrays not backed by a file are left alone.
+    """
+    base = clip
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    if base is not None and not base.closed:
+        base.madvise(mmap.MADV_DONTNEED)
+
+
 class ClipBatches(keras.utils.PyDataset):
     """Batches of (clips, one-hot labels), built from uint8 arrays one batch at a time.
 
@@ -134,6 +149,9 @@ class ClipBatches(keras.utils.PyDataset):
             np.stack([normalizer(stream[item]) for item in chosen])
             for stream, normalizer in zip(self.streams, self.normalizers, strict=True)
         ]  # each (batch, frames, height, width, channels) float32
+        for stream in self.streams:
+            for item in chosen:
+                release_pages(stream[item])
         inputs = inputs[0] if len(inputs) == 1 else tuple(inputs)
         if self.labels is None:
             return (inputs,)

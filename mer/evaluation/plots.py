@@ -303,7 +303,9 @@ def plot_benchmarks(results: Sequence[Mapping], labels: Sequence[str], path) -> 
     for position, result in zip(positions, results, strict=True):
         share = result["achieved_gflops"] / result["peak_gflops"]
         top = max(float(result[key]) for key, _ in keys)
-        axes.annotate(f"{share:.0%} of peak", (position, top), ha="center", va="bottom", fontsize=8)
+        axes.annotate(
+            f"training: {share:.0%} of peak", (position, top), ha="center", va="bottom", fontsize=8
+        )
     axes.set_xticks(positions, labels, rotation=15, ha="right", fontsize=8)
     axes.set_ylabel("clips / s")
     axes.set_yscale("log")

@@ -132,16 +132,18 @@ class SpatialAttention(keras.layers.Layer):
             self.kernel_size,
             padding="same",
             activation="sigmoid",
-            name="conv",
+            dtype="float32",  # under a 16-bit policy too: in bfloat16 its kernel gradient
+            name="conv",  # turned NaN within three steps on the demo (TensorFlow, CPU)
         )
         self.conv.build((*input_shape[:-1], 2))
 
     def call(self, inputs):
+        values = ops.cast(inputs, "float32")  # a no-op unless the policy is mixed
         descriptors = ops.concatenate(
-            [ops.max(inputs, axis=-1, keepdims=True), ops.mean(inputs, axis=-1, keepdims=True)],
+            [ops.max(values, axis=-1, keepdims=True), ops.mean(values, axis=-1, keepdims=True)],
             axis=-1,
         )
-        return self.conv(descriptors)
+        return ops.cast(self.conv(descriptors), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters or input_shape[-1])

@@ -1,9 +1,12 @@
 """Normalisation and streamed batches."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from mer.data.batches import ClipBatches, Normalizer
+from mer.data.batches import ClipBatches, Normalizer, release_pages
 
 RANDOM = np.random.default_rng(0)
 
@@ -67,3 +70,21 @@ def test_two_streams_and_prediction_batches():
     np.testing.assert_allclose(inputs[1][0], second[2] / 255, rtol=1e-6)
     with pytest.raises(ValueError, match="equal length"):
         ClipBatches([first, second[:2]], None, 3, 2, [Normalizer("scale")] * 2)
+
+
+def _resident_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+def test_read_clips_leave_resident_memory(tmp_path):
+    path = tmp_path / "clip.npy"
+    np.save(path, np.full((64, 1024, 1024), 7, np.uint8))  # 64 MB
+    clip = np.load(path, mmap_mode="r")
+    before = _resident_mb()
+    assert int(clip[:, ::4096].sum()) > 0  # touches every page
+    assert _resident_mb() > before + 48
+    release_pages(clip)
+    assert _resident_mb() < before + 16  # the pages left this process (the file cache keeps them)
+    assert int(clip[0, 0, 0]) == 7  # and read back as before
+    release_pages(np.zeros(3))  # not a mapped file: nothing to do
