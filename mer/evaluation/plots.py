@@ -139,8 +139,11 @@ def plot_training_curves(
                 linestyle="--" if is_validation else "-",
                 label=None if is_validation else str(fold),
             )
+    validated = any(
+        metric.startswith(VALIDATION_PREFIX) for history in histories.values() for metric in history
+    )
     for name, axes in zip(panel_names, panels, strict=True):
-        axes.set_title(f"{name} (solid: train, dashed: validation)")
+        axes.set_title(f"{name} (solid: train, dashed: validation)" if validated else name)
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(name)
