@@ -85,11 +85,11 @@ class RepeatedBatch(keras.utils.PyDataset):
 def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int | None = None):
     """Runs every measurement for `config`'s model and input shape; returns the KEYS dict."""
     from mer.experiment import input_shape, streams
-    from mer.training.loso import build_model
+    from mer.training.loso import build_model, step_batch_size
 
     shape = input_shape(config)
     inputs_count = streams(config)
-    batch_size = config.train.batch_size
+    batch_size = step_batch_size(config)  # clips per training step
     plan = BenchPlan.make(quick, clips, batch_size)
     classes = len(config.data.classes)
     keras.utils.set_random_seed(config.seed)
@@ -142,7 +142,8 @@ def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int |
         "train_gflops_per_clip": round(train_gflops, 3),
         "input_shape": list(shape),
         "streams": inputs_count,
-        "batch_size": batch_size,
+        "batch_size": config.train.batch_size,
+        "micro_batches": config.train.micro_batches,
         "parameters": model.count_params(),
         "quick": quick,
     }

@@ -128,6 +128,9 @@ class TrainConfig:
 
     epochs: int = 200
     batch_size: int = 8
+    # >1: each batch is fed as this many equal parts whose gradients are averaged into one
+    # update (Keras gradient accumulation): the same updates with a fraction of the memory
+    micro_batches: int = 1
     learning_rate: float = 1e-3
     decay_epochs: list[int] = dataclasses.field(default_factory=lambda: [40, 80, 120, 160])
     decay_factor: float = 0.9  # learning rate multiplier at each decay epoch
@@ -336,12 +339,18 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
         "data.size": config.data.size,
         "train.epochs": config.train.epochs,
         "train.batch_size": config.train.batch_size,
+        "train.micro_batches": config.train.micro_batches,
         "model.heads": config.model.heads,
         "model.gru_units": config.model.gru_units,
     }
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be at least 1, got {value}")
+    if config.train.batch_size % config.train.micro_batches:
+        raise ConfigError(
+            f"train.batch_size ({config.train.batch_size}) must be a multiple of "
+            f"train.micro_batches ({config.train.micro_batches})"
+        )
     if len(config.data.classes) < 2 or len(set(config.data.classes)) != len(config.data.classes):
         raise ConfigError(
             f"data.classes must be at least 2 distinct names, got {config.data.classes}"

@@ -19,7 +19,13 @@ from mer.config import ExperimentConfig
 from mer.data.batches import ClipBatches, Normalizer
 from mer.inference.bundle import MODEL_FILE, save_bundle
 from mer.training.distribution import distribution_scope
-from mer.training.loso import FiniteLossGuard, InterruptGuard, _fit_verbosity, build_model
+from mer.training.loso import (
+    FiniteLossGuard,
+    InterruptGuard,
+    _fit_verbosity,
+    build_model,
+    step_batch_size,
+)
 from mer.training.schedules import step_decay
 
 
@@ -90,7 +96,7 @@ def _fit(
         streams,
         labels,
         len(config.data.classes),
-        config.train.batch_size,
+        step_batch_size(config),
         normalizers,
         shuffle=True,
         seed=config.seed + seed_index,

@@ -132,13 +132,22 @@ def build_model(config: ExperimentConfig, input_shape: Sequence[int], streams: i
         )
     finally:
         keras.config.set_dtype_policy(previous)
+    micro_batches = config.train.micro_batches
     model.compile(
-        optimizer=keras.optimizers.Adam(config.train.learning_rate),
+        optimizer=keras.optimizers.Adam(
+            config.train.learning_rate,
+            gradient_accumulation_steps=micro_batches if micro_batches > 1 else None,
+        ),
         loss=WeightedCategoricalCrossentropy(config.train.class_weights),
         metrics=["accuracy"],
         jit_compile=config.train.jit_compile,
     )
     return model
+
+
+def step_batch_size(config: ExperimentConfig) -> int:
+    """Clips per training step: the batch, or one of its `train.micro_batches` parts."""
+    return config.train.batch_size // config.train.micro_batches
 
 
 def _tensorflow_on_cpu() -> bool:
@@ -201,7 +210,7 @@ def _fit_and_predict(
         train_streams,
         labels[fold.train],
         classes,
-        config.train.batch_size,
+        step_batch_size(config),
         normalizers,
         shuffle=True,
         seed=config.seed + fold.index,

@@ -3,12 +3,21 @@
 import os
 import signal
 
+import keras
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mer.training.loso import FiniteLossGuard, InterruptGuard, TrainingError, loso_folds
+from mer.config import ConfigError, load_config
+from mer.training.loso import (
+    FiniteLossGuard,
+    InterruptGuard,
+    TrainingError,
+    build_model,
+    loso_folds,
+    step_batch_size,
+)
 
 
 @settings(max_examples=50, deadline=None)
@@ -66,3 +75,23 @@ def test_ctrl_c_is_honoured_at_the_next_batch_not_lost():
         with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is previous
+
+
+def test_micro_batches_give_the_same_update_as_the_whole_batch():
+    overrides = ["model.branch_filters=2", "model.merge_filters=2", "model.gru_units=16",
+                 "model.heads=3", "model.dense_units=[4]", "model.head_units=[4]",
+                 "model.dropout=0", "train.batch_size=8"]  # no dropout: no random draws
+    clips = np.random.default_rng(0).standard_normal((8, 4, 16, 16, 3)).astype("float32")
+    targets = np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2, 0, 1]]
+    weights = []
+    for micro_batches in (1, 2):
+        config = load_config(None, [*overrides, f"train.micro_batches={micro_batches}"])
+        keras.utils.set_random_seed(0)
+        model = build_model(config, clips.shape[1:])
+        model.fit(clips, targets, batch_size=step_batch_size(config), epochs=2, shuffle=False,
+                  verbose=0)
+        weights.append(model.get_weights())
+    for whole, parts in zip(*weights, strict=True):
+        np.testing.assert_allclose(whole, parts, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match="multiple of train.micro_batches"):
+        load_config(None, ["train.batch_size=8", "train.micro_batches=3"])
