@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import platform
 import resource
 import tempfile
@@ -28,7 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from mer.config import DemoConfig, ExperimentConfig, SheetColumns
+from mer.config import ExperimentConfig, SheetColumns
 from mer.data.batches import ClipBatches, Normalizer
 from mer.data.cache import ClipCache
 from mer.models.flops import forward_flops, training_flops
@@ -230,8 +231,6 @@ def _cpu_model() -> str:
 
 
 def _cpu_count() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
@@ -243,14 +242,15 @@ def preprocess_clips_per_s(config: ExperimentConfig, count: int) -> float:
     from mer.data.synthetic import CLASS_NAMES, DemoSpec, generate_demo
 
     data = config.data
-    per_class = math.ceil(count / 3)
+    spec = DemoSpec(
+        subjects=2,
+        clips_per_class=math.ceil(count / (2 * len(CLASS_NAMES))),
+        frames=max(DemoSpec.frames, data.frames + data.frame_offset + 2),
+        size=256,
+    )
     with tempfile.TemporaryDirectory(prefix="mer-bench-") as scratch:
         root = Path(scratch) / "demo"
-        demo = DemoConfig(subjects=2, clips_per_class=math.ceil(per_class / 2))
-        frames = max(demo.frames, data.frames + data.frame_offset + 2)
-        sheet = generate_demo(
-            root, DemoSpec(**{**dataclasses.asdict(demo), "frames": frames, "size": 256})
-        )
+        sheet = generate_demo(root, spec)
         settings = dataclasses.replace(
             data,
             classes=list(CLASS_NAMES),

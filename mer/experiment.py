@@ -213,15 +213,17 @@ def run_experiment(
         error.resume = resume_command
         raise
     if len(selected) < len(folds):  # --folds: the report waits until every fold is done
-        results, missing = finished_folds(folds, run_dir)
+        finished, missing = finished_folds(folds, run_dir)
         if missing:
+            names = ", ".join(fold.subject for fold in missing)
             print(
-                f"\nFolds done: {len(results)} of {len(folds)}; missing: {', '.join(missing)}. "
+                f"\nFolds done: {len(finished)} of {len(folds)}; missing: {names}. "
                 "Run them with --folds (into this folder with --resume, or into others), "
                 f"then write the report with:\n  python -m mer merge {run_dir} [RUN_DIR...]"
             )
             print(f"Fold results: {run_dir}")
             return run_dir
+        results = [finished[fold.subject] for fold in folds]
 
     write_report(
         run_dir,

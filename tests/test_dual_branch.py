@@ -11,7 +11,7 @@ import pytest
 import mer.data.sources as sources
 from mer.config import PROJECT_ROOT, load_config
 from mer.data.synthetic import DemoSpec, generate_demo
-from tests.test_end_to_end import TINY_MODEL
+from tests.test_end_to_end import TINY_MODEL, workspace
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +28,7 @@ def _overrides(root, sheet, tmp_path):
         f"data.sheet={sheet}",
         "data.frames=6",
         "data.size=32",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        f"run.output_dir={tmp_path / 'runs'}",
-        f"run.split_lists_dir={tmp_path / 'txt'}",
+        *workspace(tmp_path),
         "train.epochs=1",
         "train.batch_size=3",
     ]

@@ -33,17 +33,25 @@ TINY = [
 ]
 
 
+def workspace(tmp_path, runs: str = "runs") -> list[str]:
+    """Overrides that keep a test run's cache, run folders and split lists under tmp_path."""
+    return [
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"run.output_dir={tmp_path / runs}",
+        f"run.split_lists_dir={tmp_path / 'txt'}",
+    ]
+
+
+def as_arguments(overrides) -> list[str]:
+    """`--set KEY=VALUE` for each override, as a script's command line."""
+    return [argument for item in overrides for argument in ("--set", item)]
+
+
 @pytest.fixture
 def tiny_run_arguments(tmp_path):
     sheet = class_folder_dataset(tmp_path / "dataset")
-    overrides = TINY + [
-        f"data.root={tmp_path / 'dataset'}",
-        f"data.sheet={sheet}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        f"run.output_dir={tmp_path / 'runs'}",
-        f"run.split_lists_dir={tmp_path / 'txt'}",
-    ]
-    return [argument for item in overrides for argument in ("--set", item)]
+    overrides = TINY + [f"data.root={tmp_path / 'dataset'}", f"data.sheet={sheet}"]
+    return as_arguments(overrides + workspace(tmp_path))
 
 
 def test_tiny_loso_run_writes_every_output(tiny_run_arguments, tmp_path, capsys, caplog):
@@ -220,12 +228,10 @@ def test_a_dataset_layout_trains_and_writes_split_lists(tmp_path, capsys):
         "data.sampler=onset_offset",
         f"data.root={tmp_path / 'casme2'}",
         f"data.sheet={sheet}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        f"run.output_dir={tmp_path / 'runs'}",
-        f"run.split_lists_dir={tmp_path / 'txt'}",
         "run.tensorboard=false",
+        *workspace(tmp_path),
     ]
-    arguments = [argument for item in overrides for argument in ("--set", item)]
+    arguments = as_arguments(overrides)
     assert run_script("ME_model", "me_model.yaml", "test", arguments) == 0
     run_dir = tmp_path / "runs" / capsys.readouterr().out.strip().splitlines()[-1].split("/")[-1]
     predictions = pd.read_csv(run_dir / "predictions.csv")
@@ -306,11 +312,9 @@ def test_deception_set_with_and_without_speakers(tmp_path, capsys):
         "train.class_weights=[0.5, 0.5]",
         "train.kfold=2",
         "run.tensorboard=false",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        f"run.output_dir={tmp_path / 'runs'}",
-        f"run.split_lists_dir={tmp_path / 'txt'}",
+        *workspace(tmp_path),
     ]
-    arguments = [argument for item in overrides for argument in ("--set", item)]
+    arguments = as_arguments(overrides)
     assert run_script("ME_model", "me_model.yaml", "test", arguments) == 0
     output = capsys.readouterr().out
     assert "stratified 2-fold" in output and "not subject-independent" in output

@@ -9,7 +9,7 @@ import time
 from mer.cli import run_script
 from mer.config import PROJECT_ROOT
 from tests.data.replicas import class_folder_dataset
-from tests.test_end_to_end import TINY
+from tests.test_end_to_end import TINY, as_arguments, workspace
 
 
 def _arguments(tmp_path, runs):
@@ -21,11 +21,9 @@ def _arguments(tmp_path, runs):
         "run.tensorboard=false",
         f"data.root={tmp_path / 'dataset'}",
         f"data.sheet={sheet}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        f"run.output_dir={tmp_path / runs}",
-        f"run.split_lists_dir={tmp_path / 'txt'}",
+        *workspace(tmp_path, runs),
     ]
-    return [argument for item in overrides for argument in ("--set", item)]
+    return as_arguments(overrides)
 
 
 def _run_dir(output):

@@ -14,7 +14,7 @@ import pytest
 
 from mer.cli import main, run_script
 from tests.data.replicas import class_folder_dataset
-from tests.test_end_to_end import TINY
+from tests.test_end_to_end import TINY, as_arguments, workspace
 
 FLAT = ["model.temporal=none", "model.pooling=none", "model.cam=none", "model.branches=1"]
 
@@ -31,14 +31,11 @@ def arguments(tmp_path_factory):
             "run.tensorboard=false",
             f"data.root={root / 'dataset'}",
             f"data.sheet={sheet}",
-            f"data.cache_dir={root / 'cache'}",
-            f"run.split_lists_dir={root / 'txt'}",
         ]
     )
 
     def make(runs: str, *options: str) -> list[str]:
-        items = [*overrides, f"run.output_dir={root / runs}"]
-        return [argument for item in items for argument in ("--set", item)] + list(options)
+        return as_arguments([*overrides, *workspace(root, runs)]) + list(options)
 
     make.root = root
     return make

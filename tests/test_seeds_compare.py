@@ -10,7 +10,7 @@ import pytest
 from mer.cli import main, run_script
 from mer.evaluation.compare import compare_runs, format_comparison, seed_summary
 from tests.data.replicas import class_folder_dataset
-from tests.test_end_to_end import TINY
+from tests.test_end_to_end import TINY, as_arguments, workspace
 
 
 def test_seeds_then_compare(tmp_path, capsys):
@@ -18,13 +18,11 @@ def test_seeds_then_compare(tmp_path, capsys):
     overrides = TINY + [
         f"data.root={tmp_path / 'dataset'}",
         f"data.sheet={sheet}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        f"run.output_dir={tmp_path / 'runs'}",
-        f"run.split_lists_dir={tmp_path / 'txt'}",
         "run.tensorboard=false",
         "run.save_weights=false",
+        *workspace(tmp_path),
     ]
-    arguments = [part for item in overrides for part in ("--set", item)] + ["--seeds", "3,5"]
+    arguments = as_arguments(overrides) + ["--seeds", "3,5"]
     assert run_script("ME_model", "me_model.yaml", "test", arguments) == 0
     output = capsys.readouterr().out
     parent = Path(output.strip().splitlines()[-1].split("Results: ")[1])

@@ -95,14 +95,10 @@ def reuse_finished(
     folds: Sequence[Fold], run_dir: Path
 ) -> tuple[dict[str, FoldResult], list[Fold]]:
     """The folds a previous attempt finished (announced) and the folds still to train."""
-    finished, remaining = {}, []
+    finished, remaining = finished_folds(folds, run_dir)
     for position, fold in enumerate(folds):
-        done = load_fold_result(fold, run_dir / "folds" / fold.subject)
-        if done is None:
-            remaining.append(fold)
-            continue
-        print(f"\n{fold_header(position, folds, fold)}: completed earlier, result reused")
-        finished[fold.subject] = done
+        if fold.subject in finished:
+            print(f"\n{fold_header(position, folds, fold)}: completed earlier, result reused")
     return finished, remaining
 
 
@@ -124,22 +120,18 @@ class LocalExecutor:
         run_dir: Path,
     ) -> list[FoldResult]:
         make_deterministic()
-        results = []
+        results, remaining = reuse_finished(folds, run_dir)
+        positions = {fold.subject: position for position, fold in enumerate(folds)}
         with InterruptGuard() as guard:
-            for position, fold in enumerate(folds):
+            for fold in remaining:
                 guard.check()
-                fold_dir = run_dir / "folds" / fold.subject
-                done = load_fold_result(fold, fold_dir)
-                header = fold_header(position, folds, fold)
-                if done is not None:
-                    print(f"\n{header}: completed earlier, result reused", flush=True)
-                    results.append(done)
-                    continue
+                header = fold_header(positions[fold.subject], folds, fold)
                 print(f"\n{header} {_training_line(fold)}", flush=True)
+                fold_dir = run_dir / "folds" / fold.subject
                 result = train_fold(fold, streams, labels, config, fold_dir, callbacks=[guard])
                 save_fold_result(result, fold_dir)
-                results.append(result)
-        return results
+                results[fold.subject] = result
+        return [results[fold.subject] for fold in folds]
 
 
 def import_ray() -> Any:
@@ -318,13 +310,15 @@ def select_folds(folds: Sequence[Fold], names: Sequence[str] | None) -> list[Fol
     return [fold for fold in folds if fold.subject in set(names)]
 
 
-def finished_folds(folds: Sequence[Fold], run_dir: Path) -> tuple[list[FoldResult], list[str]]:
-    """The saved results of the finished folds, and the subjects of the others."""
-    results, missing = [], []
+def finished_folds(
+    folds: Sequence[Fold], run_dir: Path
+) -> tuple[dict[str, FoldResult], list[Fold]]:
+    """The saved results of the finished folds (by held-out subject), and the other folds."""
+    finished, missing = {}, []
     for fold in folds:
         done = load_fold_result(fold, run_dir / "folds" / fold.subject)
         if done is None:
-            missing.append(fold.subject)
+            missing.append(fold)
         else:
-            results.append(done)
-    return results, missing
+            finished[fold.subject] = done
+    return finished, missing

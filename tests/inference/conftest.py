@@ -16,7 +16,7 @@ from mer.data.synthetic import DemoSpec, generate_demo
 from mer.inference.bundle import save_bundle
 from mer.training.loso import FoldResult, build_model
 from tests.data.replicas import class_folder_dataset
-from tests.test_end_to_end import TINY, TINY_MODEL
+from tests.test_end_to_end import TINY, TINY_MODEL, as_arguments, workspace
 
 
 @dataclasses.dataclass
@@ -53,17 +53,14 @@ def trained_run(tmp_path_factory):
         f"data.sheet={sheet}",
         "data.frames=6",
         "data.size=32",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        f"run.output_dir={tmp_path / 'runs'}",
-        f"run.split_lists_dir={tmp_path / 'txt'}",
+        *workspace(tmp_path),
         "train.epochs=1",
         "train.batch_size=3",
         "train.final_model=true",
         *TINY_MODEL,
     ]
     arguments = ["--config", str(PROJECT_ROOT / "config" / "dual_branch_au.yaml")]
-    for item in overrides:
-        arguments += ["--set", item]
+    arguments += as_arguments(overrides)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(experiment, "run_loso", _untrained_folds)
         assert run_script("dual_branch_3dcnn_au", "dual_branch_au.yaml", "test", arguments) == 0
