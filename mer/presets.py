@@ -174,7 +174,8 @@ def summarize_preset(
 
 
 def format_summaries(summaries: Sequence[PresetSummary]) -> str:
-    """The listing: one line per preset, then its reported results and why a count differs."""
+    """The listing: one line per preset, then its reported results and why a count differs;
+    last, how many match (`count_line`)."""
     width = max([len(summary.name) for summary in summaries] + [6])
     lines = [
         "Parameters of each preset (config/...) built at its input shape (streams x frames x",
@@ -202,7 +203,19 @@ def format_summaries(summaries: Sequence[PresetSummary]) -> str:
             lines.extend(indented(f"{paper.paper}: {paper.results}"))
         if summary.matches_paper is False:
             lines.extend(indented(f"why: {paper.differs}"))
+    lines += ["", count_line(summaries)]
     return "\n".join(lines)
+
+
+def count_line(summaries: Sequence[PresetSummary]) -> str:
+    """How many of the listed presets match the paper's parameter count, differ, or have
+    nothing to compare: the one place the README's figures come from."""
+    verdicts = [summary.matches_paper for summary in summaries]
+    return (
+        f"Presets listed: {len(verdicts)}; {verdicts.count(True)} match the paper's parameter "
+        f"count, {verdicts.count(False)} differ (reasons above), "
+        f"{verdicts.count(None)} have no published count."
+    )
 
 
 def presets_command(arguments: argparse.Namespace) -> int:

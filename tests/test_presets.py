@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from mer.cli import main
-from mer.config import CONFIG_DIR, ConfigError, load_config
+from mer.config import CONFIG_DIR, PROJECT_ROOT, ConfigError, load_config
 from mer.experiment import input_shape, streams
 from mer.presets import (
     PAPER_FIGURES,
     build_preset,
+    count_line,
     format_summaries,
     preset_paths,
     summarize_preset,
@@ -92,6 +93,23 @@ def test_listing_shows_counts_figures_and_reasons(summaries):
     assert "MLSP 2024: UF1/UAR SMIC .732/.751, SAMM .720/.744, CASME II .818/.827" in text
     assert "ACC deception .836" in text and "CAS(ME)^3 .8036/.8161" in text
     assert "10.5M differs" in text and "why: Keras MultiHeadAttention" in text
+
+
+def test_count_line_counts_the_table_rows_and_the_readme_quotes_it(summaries):
+    """The last line's counts are those of the rows' verdicts, and the README's figures are
+    that line, verbatim."""
+    text = format_summaries(list(summaries.values()))
+    rows = [line for line in text.splitlines() if line.split(" ", 1)[0] in summaries]
+    verdicts = [line.split()[-1] for line in rows]
+    assert len(rows) == len(summaries)
+    expected = (
+        f"Presets listed: {len(rows)}; {verdicts.count('matches')} match the paper's parameter "
+        f"count, {verdicts.count('differs')} differ (reasons above), {verdicts.count('-')} have "
+        "no published count."
+    )
+    assert text.splitlines()[-1] == expected == count_line(list(summaries.values()))
+    assert verdicts.count("matches") and verdicts.count("differs") and verdicts.count("-")
+    assert expected in (PROJECT_ROOT / "README.md").read_text()
 
 
 def test_presets_command_prints_the_named_presets(capsys):
