@@ -164,10 +164,10 @@ def _cached_clips(
     cache = ClipCache(directory / "cache", {"bench": list(shape)})
     streams: list[list[np.ndarray]] = [[] for _ in range(inputs_count)]
     for index in range(count):
-        source = directory / f"clip{index:04d}.bin"
-        source.write_bytes(b"")
         array, _ = cache.load_or_make(
-            source, lambda: random.integers(0, 256, (inputs_count, *shape), dtype=np.uint8)
+            f"clip{index:04d}",
+            {"clip": index},
+            lambda: random.integers(0, 256, (inputs_count, *shape), dtype=np.uint8),
         )
         for stream, clip in zip(streams, array, strict=True):
             stream.append(clip)
@@ -238,7 +238,7 @@ def preprocess_clips_per_s(config: ExperimentConfig, count: int) -> float:
     """Clips/s of `preprocess` on demo videos with the AU-region crop on, from an empty cache."""
     from mer.data.faces import shared_landmarker
     from mer.data.manifest import build_manifest
-    from mer.data.sources import preprocess
+    from mer.data.sources import preprocess, resolve_sampler
     from mer.data.synthetic import CLASS_NAMES, DemoSpec, generate_demo
 
     data = config.data
@@ -257,6 +257,7 @@ def preprocess_clips_per_s(config: ExperimentConfig, count: int) -> float:
             columns=SheetColumns(),
             cache_dir=str(Path(scratch) / "cache"),
             regions=dataclasses.replace(data.regions, enabled=True),
+            sampler=resolve_sampler(data, None),  # the demo's layout: class folders
         )
         manifest = build_manifest(settings, root, sheet, "bench").samples.iloc[:count]
         shared_landmarker()  # loaded once per run, not per clip: not part of the rate

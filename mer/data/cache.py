@@ -1,10 +1,11 @@
-"""Preprocessed clips stored once as uint8 `.npy` files, keyed by the clip and the settings."""
+"""Preprocessed clips stored once as uint8 `.npy` files, one per sample and settings."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -12,40 +13,60 @@ from typing import Any
 
 import numpy as np
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
-def _digest(value: Any) -> str:
+
+def digest(value: Any) -> str:
+    """A short stable hash of a JSON-able value (dict keys in any order)."""
     text = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def media_signature(path: str | Path) -> list:
+    """What identifies a clip's media as they are now: the resolved path with the size and
+    modification time of a video file, or of every file of a frame folder (by name), so that
+    editing, adding or removing one frame changes it."""
+    path = Path(path).resolve()
+    if not path.is_dir():
+        status = path.stat()
+        return [str(path), status.st_size, status.st_mtime_ns]
+    files = sorted(child for child in path.iterdir() if child.is_file())
+    return [str(path), [[file.name, *_size_and_time(file)] for file in files]]
+
+
+def _size_and_time(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns
 
 
 class ClipCache:
     """A folder of preprocessed clips, one subfolder per preprocessing-settings digest.
 
-    A clip's key includes its path, size and modification time, so an edited file is redone.
-    Files are written to a temporary name and renamed, so an interrupted run never leaves a
-    half-written entry that a later run would trust.
+    An entry is keyed by its sample, not its media path: several samples can share one clip
+    (CAS(ME)^3 keeps several expressions in one take) and differ in onset, offset or AUs.
+    The caller's key names everything the entry was made from (see
+    `mer.data.sources.sample_key`). Files are written to a temporary name and renamed, so an
+    interrupted run never leaves a half-written entry that a later run would trust.
     """
 
     def __init__(self, directory: str | Path, settings: Mapping[str, Any]):
         self.settings = dict(settings)
-        self.directory = Path(directory) / _digest(self.settings)
+        self.directory = Path(directory) / digest(self.settings)
 
-    def path_for(self, clip_path: str | Path) -> Path:
-        """Where the preprocessed form of the clip at `clip_path` lives."""
-        clip_path = Path(clip_path)
-        status = clip_path.stat()
-        key = _digest([str(clip_path.resolve()), status.st_size, status.st_mtime_ns])
-        return self.directory / f"{clip_path.stem}-{key}.npy"
+    def path_for(self, name: str, key: Mapping[str, Any]) -> Path:
+        """Where the entry named `name` (a sample id, for people reading the folder) made
+        from `key` lives."""
+        return self.directory / f"{_UNSAFE.sub('_', name).strip('_')}-{digest(key)}.npy"
 
     def load_or_make(
-        self, clip_path: str | Path, make: Callable[[], np.ndarray]
+        self, name: str, key: Mapping[str, Any], make: Callable[[], np.ndarray]
     ) -> tuple[np.ndarray, bool]:
-        """The cached clip, memory-mapped, made by `make()` and stored first if absent.
+        """The cached entry, memory-mapped, made by `make()` and stored first if absent.
 
         Returns:
             (array, hit): hit is True when nothing had to be made.
         """
-        target = self.path_for(clip_path)
+        target = self.path_for(name, key)
         if target.is_file():
             return np.load(target, mmap_mode="r"), True
         array = np.ascontiguousarray(make(), dtype=np.uint8)

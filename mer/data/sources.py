@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -13,7 +14,7 @@ from tqdm import tqdm
 
 from mer.config import DataConfig, resolve_path
 from mer.data.aus import au_numbers
-from mer.data.cache import ClipCache
+from mer.data.cache import ClipCache, digest, media_signature
 from mer.data.datasets import (
     DatasetSpec,
     build_composite_manifest,
@@ -38,7 +39,8 @@ from mer.data.synthetic import DemoSpec, generate_demo
 logger = logging.getLogger(__name__)
 
 DEMO_ROOT = "data/demo"
-PREPROCESSING_VERSION = 3  # bump when frame loading changes, so old cache entries are not reused
+# bump when preprocessing changes, so old cache entries are not reused (4: entries per sample)
+PREPROCESSING_VERSION = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +56,20 @@ class DatasetSource:
     def classes(self, data: DataConfig) -> list[str]:
         """Label order: the protocol's for a dataset layout, data.classes for class folders."""
         return data.classes if self.spec is None else self.spec.classes(data.protocol)
+
+    def resolved(self, data: DataConfig) -> DataConfig:
+        """`data` with what the dataset decides filled in: the label order and the sampler."""
+        return dataclasses.replace(
+            data, classes=self.classes(data), sampler=resolve_sampler(data, self.spec)
+        )
+
+
+def resolve_sampler(data: DataConfig, spec: DatasetSpec | None) -> str:
+    """The configured sampler, else the dataset's default (`first`, the published framerange,
+    for class folders)."""
+    if data.sampler is not None:
+        return data.sampler
+    return "first" if spec is None else spec.sampler
 
 
 def resolve_source(data: DataConfig) -> DatasetSource:
@@ -130,6 +146,25 @@ def preprocessing_settings(data: DataConfig) -> dict:
     return settings
 
 
+def sample_fields(data: DataConfig) -> list[str]:
+    """The manifest fields that preprocessing reads from a sample's row: its frame count and
+    window (the samplers), and its AU cell when the AU-region crop is made."""
+    return ["frames", "onset", "offset", *(["aus"] if data.regions.enabled else [])]
+
+
+def sample_key(data: DataConfig, row: pd.Series) -> dict:
+    """What a sample's preprocessed arrays are made from, besides the settings: its media as
+    they are on disk and every row field preprocessing reads. It keys the cache entry."""
+    fields = {
+        field: None if pd.isna(row[field]) else str(row[field]) for field in sample_fields(data)
+    }
+    try:
+        media = media_signature(row["path"])
+    except OSError as error:
+        raise DataError(f"{clip_label(row)}: cannot read it ({error.strerror})") from error
+    return {"media": media, **fields}
+
+
 def _optional_int(value) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
 
@@ -170,8 +205,24 @@ class Preprocessed:
 
     streams: list[list[np.ndarray]]  # one list of (frames, size, size, channels) per input
     rows: list[int]  # manifest positions of those clips
+    keys: list[str]  # per clip: a digest of its cache key and the settings (changes with either)
     hits: int  # clips read back from the cache
     failures: pd.DataFrame  # PROBLEM_COLUMNS: clips that failed (only with data.on_bad=skip)
+
+
+def make_inputs(data: DataConfig, row: pd.Series) -> np.ndarray:
+    """A sample's model inputs, made from its media without the cache: the selected frames
+    resized, and with regions enabled the AU-region crops beside them.
+
+    Returns:
+        uint8 (frames, size, size, channels), or (2, frames, size, size, channels).
+    """
+    frames = selected_frames(data, row)
+    faces = resize_frames(frames, data.size, data.grayscale)
+    if not data.regions.enabled:
+        return faces
+    regions = _region_crops(data, np.stack(frames), row["aus"], clip_label(row))
+    return np.stack([faces, regions])
 
 
 def preprocess(data: DataConfig, manifest: pd.DataFrame) -> Preprocessed:
@@ -185,23 +236,12 @@ def preprocess(data: DataConfig, manifest: pd.DataFrame) -> Preprocessed:
         DataError: a clip failed and data.on_bad is "error".
     """
     cache = ClipCache(resolve_path(data.cache_dir), preprocessing_settings(data))
-
-    def maker(row: pd.Series):
-        def make() -> np.ndarray:
-            frames = selected_frames(data, row)
-            faces = resize_frames(frames, data.size, data.grayscale)
-            if not data.regions.enabled:
-                return faces
-            regions = _region_crops(data, np.stack(frames), row["aus"], clip_label(row))
-            return np.stack([faces, regions])  # (2, frames, size, size, channels)
-
-        return make
-
-    arrays, rows, failures, hits = [], [], [], 0
+    arrays, rows, keys, failures, hits = [], [], [], [], 0
     records = list(manifest.iterrows())
     for position, (_, row) in enumerate(tqdm(records, desc="preprocessing", unit="clip")):
         try:
-            array, hit = cache.load_or_make(row["path"], maker(row))
+            key = sample_key(data, row)
+            array, hit = cache.load_or_make(row["sample"], key, partial(make_inputs, data, row))
         except DataError as error:
             if data.on_bad == "error":
                 raise DataError(f"{error} (or --on-bad skip to leave the clip out)") from error
@@ -210,6 +250,7 @@ def preprocess(data: DataConfig, manifest: pd.DataFrame) -> Preprocessed:
             continue
         arrays.append(array)
         rows.append(position)
+        keys.append(digest([cache.settings, key]))
         hits += hit
     logger.info("%d of %d clips came from the cache %s", hits, len(arrays), cache.directory)
     streams = (
@@ -217,7 +258,8 @@ def preprocess(data: DataConfig, manifest: pd.DataFrame) -> Preprocessed:
         if not data.regions.enabled
         else [[array[0] for array in arrays], [array[1] for array in arrays]]
     )
-    return Preprocessed(streams, rows, hits, pd.DataFrame(failures, columns=PROBLEM_COLUMNS))
+    failed = pd.DataFrame(failures, columns=PROBLEM_COLUMNS)
+    return Preprocessed(streams, rows, keys, hits, failed)
 
 
 def region_crops(data: DataConfig, frames: np.ndarray, aus: str | None, where: str) -> RegionCrops:
