@@ -8,6 +8,7 @@ state only what differs from the published settings. Command-line overrides use 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,23 @@ CONFIG_DIR = PROJECT_ROOT / "config"
 
 class ConfigError(ValueError):
     """A configuration problem, reported as one line (unknown key, wrong type, missing file)."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, plus YAML 1.2's floats: `1e-4`, `1E+4` and `1.0e4` are
+    numbers (1.1 wants a dot and a signed exponent, so PyYAML reads them as text)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """A YAML document as config values (see `_Loader`)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 @dataclasses.dataclass
@@ -87,9 +105,14 @@ class DataConfig:
     frames: int = 10  # frames per clip fed to the model (D)
     size: int = 128  # frame height and width after resizing
     grayscale: bool = False  # one channel instead of RGB
-    sampler: Literal["first", "even", "onset_offset", "max_motion"] = "first"
+    # None: the dataset's default (onset_offset for the datasets whose sheets annotate onset
+    # and offset, first for class folders); a run saves the sampler it used
+    sampler: Literal["first", "even", "onset_offset", "max_motion"] | None = None
     frame_offset: int = 0  # first frame position for the "first" sampler (published framerange)
-    normalization: Literal["per_clip", "temporal", "train_fold", "scale"] = "per_clip"
+    # dataset_global: the published (statistics over all subjects: optimistic, labelled so)
+    normalization: Literal["per_clip", "temporal", "train_fold", "scale", "dataset_global"] = (
+        "per_clip"
+    )
     cache_dir: str = "data/cache"  # preprocessed uint8 clips, keyed by clip and settings
     demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)
     regions: RegionConfig = dataclasses.field(default_factory=RegionConfig)
@@ -194,6 +217,30 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
+def config_differences(
+    first: ExperimentConfig, second: ExperimentConfig, ignored: Sequence[str] = ()
+) -> list[tuple[str, Any, Any]]:
+    """(dotted key, first's value, second's value) for every setting the two configs disagree
+    on, in key order; a key in `ignored`, or under a section in it, is not compared."""
+    mine, theirs = _flatten(first.to_dict()), _flatten(second.to_dict())
+    return [
+        (key, mine.get(key), theirs.get(key))
+        for key in sorted(set(mine) | set(theirs))
+        if mine.get(key) != theirs.get(key)
+        and not any(key == name or key.startswith(f"{name}.") for name in ignored)
+    ]
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def resolve_path(path: str | Path) -> Path:
     """A config path: absolute as given, otherwise relative to the project root."""
     path = Path(path).expanduser()
@@ -219,7 +266,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if not separator or not key.strip():
             raise ConfigError(f"override {override!r} is not of the form key=value")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = parse_yaml(text) if text.strip() else None
         except yaml.YAMLError as error:
             raise ConfigError(f"override {override!r}: value is not valid YAML") from error
         _set_dotted(values, key.strip(), value)
@@ -234,7 +281,7 @@ def _read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from error
     if not isinstance(values, dict):

@@ -52,3 +52,18 @@ def test_missing_file_and_base_chain(tmp_path):
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
     with pytest.raises(ConfigError, match="circular"):
         load_config(tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize(
+    "text, value", [("1e-4", 1e-4), ("1E+4", 1e4), ("1.0e4", 1e4), ("-2.5E-3", -2.5e-3),
+                    (".5e1", 5.0), ("3", 3.0), ("0.001", 1e-3)]
+)
+def test_every_float_spelling_is_a_number_on_the_command_line_and_in_files(
+    tmp_path, text, value
+):
+    assert load_config(None, [f"train.learning_rate={text}"]).train.learning_rate == value
+    path = tmp_path / "experiment.yaml"
+    path.write_text(f"train:\n  learning_rate: {text}\n  decay_factor: {text}\n")
+    config = load_config(path)
+    assert config.train.learning_rate == value and config.train.decay_factor == value
+    assert load_config(None, [f"data.name={text}e"]).data.name == f"{text}e"  # text stays text

@@ -17,9 +17,15 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from mer.config import CONFIG_DIR, ConfigError, SheetColumns, build_typed, resolve_path
+from mer.config import (
+    CONFIG_DIR,
+    ConfigError,
+    SheetColumns,
+    build_typed,
+    parse_yaml,
+    resolve_path,
+)
 from mer.data.aus import AUWarning, format_action_units, parse_action_units
 from mer.data.frames import count_frames, frame_changes, frame_numbers, is_clip, read_frames
 from mer.data.manifest import MANIFEST_COLUMNS, PROBLEM_COLUMNS, Manifest, problem_row
@@ -51,6 +57,9 @@ class DatasetSpec:
     # Where the apex comes from: the sheet; the middle frame, (onset + offset) // 2; or the frame
     # of onset..offset that changes most from the previous one (needs the media).
     apex: Literal["sheet", "middle", "max_motion"] = "sheet"
+    # The frames a run feeds the model unless its config sets data.sampler: onset_offset where
+    # the sheet annotates the expression's span; first (the published framerange) otherwise.
+    sampler: Literal["first", "even", "onset_offset", "max_motion"] = "first"
     megc_subject: str | None = None  # the subject's id in the MEGC2019 list
     parts: list[str] = dataclasses.field(default_factory=list)  # composite: datasets combined
     ground_truth: str | None = None  # composite: the official list (from the project root)
@@ -79,7 +88,7 @@ def load_dataset_spec(name: str) -> DatasetSpec:
     if not path.is_file():
         known = sorted(file.stem for file in DATASETS_DIR.glob("*.yaml"))
         raise ConfigError(f"unknown dataset {name!r}: no {path}; known: {', '.join(known)}")
-    values = yaml.safe_load(path.read_text()) or {}
+    values = parse_yaml(path.read_text()) or {}
     return build_typed(DatasetSpec, values, f"{path.name}: ")
 
 
