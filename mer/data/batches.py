@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-NORMALIZATIONS = ("per_clip", "temporal", "train_fold", "scale")
+NORMALIZATIONS = ("per_clip", "temporal", "train_fold", "scale", "dataset_global")
+MEASURED = ("train_fold", "dataset_global")  # the modes whose statistics come from clips
 
 
 class Normalizer:
@@ -24,7 +25,10 @@ class Normalizer:
     - "temporal": each pixel minus its mean over the clip's frames, scaled to unit variance:
       the static face is removed and the movement remains (also uses no other clip);
     - "train_fold": per-channel mean and std measured on the training clips of the fold only
-      (see `fit`); the held-out subject never contributes.
+      (see `fit`); the held-out subject never contributes;
+    - "dataset_global": the published code's: minus one scalar mean, divided by the largest
+      value left, both over every clip of the dataset, test subjects included (optimistic:
+      the caller fits it on all clips, and runs are labelled so).
     """
 
     def __init__(
@@ -32,19 +36,21 @@ class Normalizer:
     ):
         if mode not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {mode!r}")
-        if mode == "train_fold" and (mean is None or std is None):
-            raise ValueError("train_fold normalization needs mean and std; use Normalizer.fit")
+        if mode in MEASURED and (mean is None or std is None):
+            raise ValueError(f"{mode} normalization needs mean and std; use Normalizer.fit")
         self.mode = mode
         self.mean = None if mean is None else np.asarray(mean, dtype=np.float32)
         self.std = None if std is None else np.asarray(std, dtype=np.float32)
 
     @classmethod
     def fit(cls, mode: str, clips: Sequence[np.ndarray]) -> Normalizer:
-        """A normalizer for `mode`, measuring training statistics on `clips` when it needs them."""
-        if mode != "train_fold":
+        """A normalizer for `mode`, measuring its statistics on `clips` when it needs them."""
+        if mode not in MEASURED:
             return cls(mode)
         if not clips:
-            raise ValueError("train_fold normalization needs at least one training clip")
+            raise ValueError(f"{mode} normalization needs at least one clip")
+        if mode == "dataset_global":
+            return cls._fit_global(clips)
         channels = clips[0].shape[-1]
         total = np.zeros(channels, np.float64)
         squares = np.zeros(channels, np.float64)
@@ -57,6 +63,14 @@ class Normalizer:
         mean = total / count
         std = np.sqrt(np.maximum(squares / count - mean**2, 0.0)) + 1e-6
         return cls(mode, mean, std)
+
+    @classmethod
+    def _fit_global(cls, clips: Sequence[np.ndarray]) -> Normalizer:
+        """One scalar mean over every value, then the largest value minus it as the scale."""
+        total = sum(np.asarray(clip).sum(dtype=np.float64) for clip in clips)
+        mean = total / sum(np.asarray(clip).size for clip in clips)
+        largest = max(float(np.asarray(clip).max()) for clip in clips)
+        return cls("dataset_global", [mean], [max(largest - mean, 1e-6)])
 
     def __call__(self, clip: np.ndarray) -> np.ndarray:
         values = np.asarray(clip, dtype=np.float32)

@@ -88,3 +88,16 @@ def test_read_clips_leave_resident_memory(tmp_path):
     assert _resident_mb() < before + 16  # the pages left this process (the file cache keeps them)
     assert int(clip[0, 0, 0]) == 7  # and read back as before
     release_pages(np.zeros(3))  # not a mapped file: nothing to do
+
+
+def test_dataset_global_is_the_published_scalar_mean_and_max():
+    clips = _clips(3)
+    normalizer = Normalizer.fit("dataset_global", clips)
+    everything = np.stack(clips).astype(np.float64)
+    mean = everything.mean()
+    expected = (everything[1] - mean) / (everything - mean).max()  # the published two lines
+    np.testing.assert_allclose(normalizer(clips[1]), expected, rtol=1e-5, atol=1e-6)
+    restored = Normalizer(**normalizer.to_dict())
+    np.testing.assert_array_equal(restored(clips[0]), normalizer(clips[0]))
+    with pytest.raises(ValueError, match="dataset_global normalization needs mean and std"):
+        Normalizer("dataset_global")

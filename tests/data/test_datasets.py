@@ -11,7 +11,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from mer.config import ConfigError
+from mer.config import CONFIG_DIR, ConfigError, load_config
 from mer.data.datasets import (
     build_composite_manifest,
     build_dataset_manifest,
@@ -19,6 +19,7 @@ from mer.data.datasets import (
     sheet_path,
 )
 from mer.data.sheets import DataError
+from mer.data.sources import resolve_source
 from tests.data.dataset_replicas import (
     CASME2_SHEET,
     CASME3_SHEET_NAME,
@@ -586,3 +587,20 @@ def test_csv_problem_rows_count_blank_lines(specs, tmp_path):
     manifest = build_dataset_manifest(specs["smic"], None, sheet, sheets_only=True)
     assert manifest.samples["sample"].tolist() == ["s1/s1_ne_01"]
     assert manifest.problems["where"].tolist() == [f"{sheet.name} row 4"]
+
+
+@pytest.mark.parametrize(
+    "overrides, sampler",
+    [
+        (["data.layout=casme2"], "onset_offset"),  # 10 frames from frame 0 miss most onsets
+        (["data.layout=samm"], "onset_offset"),  # 10 frames are 50 ms at 200 fps
+        (["data.layout=smic"], "onset_offset"),
+        (["data.layout=casme3"], "onset_offset"),
+        (["data.layout=casme2", "data.sampler=first"], "first"),  # an explicit choice wins
+        (["data.sheet=coding.xlsx"], "first"),  # class folders: the published framerange
+    ],
+)
+def test_the_sampler_is_the_datasets_unless_the_config_sets_one(tmp_path, overrides, sampler):
+    config = load_config(CONFIG_DIR / "me_model.yaml", [f"data.root={tmp_path}", *overrides])
+    assert config.data.sampler == (None if len(overrides) == 1 else sampler)
+    assert resolve_source(config.data).resolved(config.data).sampler == sampler

@@ -83,3 +83,23 @@ def test_the_audit_sees_the_paper_protocol_leak(tmp_path, monkeypatch):
     assert held_out <= set(labelled)  # the leak the default protocol never has
     assert (tmp_path / "fold" / "best_on_test_subject.weights.h5").is_file()
     assert "val_accuracy" in result.history
+
+
+def test_the_audit_sees_the_dataset_global_leak(tmp_path, monkeypatch):
+    """The published normalisation measures its statistics on every clip, held-out ones too."""
+    subjects = ["a"] * 3 + ["b"] * 3
+    random = np.random.default_rng(2)
+    clips = [random.integers(0, 200, (4, 16, 16, 3), dtype=np.uint8) for _ in subjects]
+    fold = loso_folds(subjects)[0]
+    measured = []
+    real_fit = loso.Normalizer.fit
+
+    def recording_fit(mode, stream):
+        measured.extend(id(clip) for clip in stream)
+        return real_fit(mode, stream)
+
+    monkeypatch.setattr(loso.Normalizer, "fit", staticmethod(recording_fit))
+    overrides = [item for item in TINY if "normalization" not in item and "validation" not in item]
+    config = load_config(None, overrides + ["data.normalization=dataset_global"])
+    train_fold(fold, [clips], np.array([0, 1, 2] * 2), config, tmp_path / "fold")
+    assert {id(clips[row]) for row in fold.test} <= set(measured)
