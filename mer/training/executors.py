@@ -32,6 +32,7 @@ import numpy as np
 from mer.config import ConfigError, ExperimentConfig
 from mer.evaluation.report import write_atomically
 from mer.training.loso import (
+    OLD_SEED_SCHEME,
     Fold,
     FoldResult,
     InterruptGuard,
@@ -94,8 +95,20 @@ def fold_header(position: int, folds: Sequence[Fold], fold: Fold) -> str:
 def reuse_finished(
     folds: Sequence[Fold], run_dir: Path
 ) -> tuple[dict[str, FoldResult], list[Fold]]:
-    """The folds a previous attempt finished (announced) and the folds still to train."""
+    """The folds a previous attempt finished (announced) and the folds still to train.
+
+    Raises:
+        ConfigError: the finished folds were seeded by the scheme of older versions, which
+            new folds would not follow.
+    """
     finished, remaining = finished_folds(folds, run_dir)
+    old = sorted(subject for subject, result in finished.items() if result.seed is None)
+    if old and remaining:
+        raise ConfigError(
+            f"{run_dir}: its folds {', '.join(old)} were seeded as '{OLD_SEED_SCHEME}' (an older "
+            "version), new folds would not be; start a new run (python -m mer merge still reads "
+            "this folder)"
+        )
     for position, fold in enumerate(folds):
         if fold.subject in finished:
             print(f"\n{fold_header(position, folds, fold)}: completed earlier, result reused")

@@ -18,12 +18,13 @@ import numpy as np
 from mer.config import ExperimentConfig
 from mer.data.batches import ClipBatches, Normalizer
 from mer.inference.bundle import MODEL_FILE, save_bundle
-from mer.training.distribution import distribution_scope
+from mer.training.distribution import distribution_scope, even_batches
 from mer.training.loso import (
     FiniteLossGuard,
     InterruptGuard,
     _fit_verbosity,
     build_model,
+    final_model_seed,
     step_batch_size,
 )
 from mer.training.schedules import step_decay
@@ -35,7 +36,6 @@ def train_final_model(
     config: ExperimentConfig,
     run_dir: Path,
     *,
-    seed_index: int,
     subjects: int,
 ) -> Path:
     """Trains one model on every clip and saves it as `<run_dir>/final_model.keras` (+ .json).
@@ -45,8 +45,6 @@ def train_final_model(
         labels: class index per clip.
         config: the run's config (data.classes resolved).
         run_dir: the run folder.
-        seed_index: the model is seeded with config.seed + seed_index (the number of folds,
-            so that it shares no seed with a fold).
         subjects: number of subjects trained on, recorded beside the model.
 
     Returns:
@@ -59,10 +57,11 @@ def train_final_model(
     print(f"\nFinal model: training on all {len(labels)} clips of {subjects} subjects", flush=True)
     started = time.perf_counter()
     keras.backend.clear_session()  # before the scope: it forgets the current distribution
-    keras.utils.set_random_seed(config.seed + seed_index)
+    seed = final_model_seed(config.seed)  # a stream of its own, shared with no fold
+    keras.utils.set_random_seed(seed)
     try:
-        with InterruptGuard() as guard, distribution_scope(config):
-            model, normalizers, curves = _fit(streams, labels, config, seed_index, guard)
+        with InterruptGuard() as guard, distribution_scope(config) as replicas:
+            model, normalizers, curves = _fit(streams, labels, config, seed, guard, replicas)
     except KeyboardInterrupt:
         print(
             f"\nInterrupted while training the final model; the LOSO results in {run_dir} are "
@@ -74,7 +73,7 @@ def train_final_model(
         "clips": len(labels),
         "subjects": subjects,
         "epochs": config.train.epochs,
-        "seed": config.seed + seed_index,
+        "seed": seed,
         "seconds": round(time.perf_counter() - started, 2),
         "history": curves,
     }
@@ -87,10 +86,12 @@ def _fit(
     streams: Sequence[Sequence[np.ndarray]],
     labels: np.ndarray,
     config: ExperimentConfig,
-    seed_index: int,
+    seed: int,
     guard: InterruptGuard,
+    replicas: int,
 ) -> tuple[keras.Model, list[Normalizer], dict[str, list[float]]]:
-    """The model trained on every clip, its normalisers and its curves."""
+    """The model trained on every clip, its normalisers and its curves; each batch split over
+    `replicas` devices as a fold's are."""
     normalizers = [Normalizer.fit(config.data.normalization, stream) for stream in streams]
     batches = ClipBatches(
         streams,
@@ -99,8 +100,9 @@ def _fit(
         step_batch_size(config),
         normalizers,
         shuffle=True,
-        seed=config.seed + seed_index,
+        seed=seed,
     )
+    batches = even_batches(batches, replicas, training=True)  # each device gets a share
     model = build_model(config, streams[0][0].shape, streams=len(streams))
     schedule = step_decay(
         config.train.learning_rate, config.train.decay_epochs, config.train.decay_factor

@@ -9,6 +9,7 @@ final weights predict the held-out clips.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import signal
@@ -24,6 +25,7 @@ import pandas as pd
 
 from mer.config import ConfigError, ExperimentConfig
 from mer.data.batches import ClipBatches, Normalizer
+from mer.data.sheets import DataError
 from mer.evaluation.report import natural_sort_key, write_atomically, write_json
 from mer.models.builders import build_mlsp_model
 from mer.training.distribution import distribution_scope, even_batches
@@ -33,12 +35,48 @@ from mer.training.schedules import step_decay
 logger = logging.getLogger(__name__)
 
 
+# How a run's seed becomes each model's seed; summary.json records it. Runs before it seeded fold
+# i with seed + i, so that fold k of seed 2 repeated fold k + 1 of seed 1.
+SEED_SCHEME = "SeedSequence(seed, spawn_key=(0, sha256(held-out name))); final model: (1,)"
+
+
+def _stream_seed(seed: int, spawn_key: tuple[int, ...]) -> int:
+    """A 31-bit seed from `numpy.random.SeedSequence`: independent for every (seed, key)."""
+    sequence = np.random.SeedSequence(seed, spawn_key=spawn_key)
+    return int(sequence.generate_state(1)[0] >> 1)  # keras/TensorFlow take a signed int32
+
+
+def fold_seed(seed: int, held_out: str) -> int:
+    """The seed of the fold that holds out `held_out` (a subject, or a k-fold's name).
+
+    Derived from the run's seed and the held-out name, not from the fold's position, so
+    that no two (seed, fold) pairs share a random stream and adding a subject reseeds no
+    other fold.
+    """
+    digest = int.from_bytes(hashlib.sha256(held_out.encode()).digest()[:8], "little")
+    return _stream_seed(seed, (0, digest))
+
+
+def final_model_seed(seed: int) -> int:
+    """The seed of the final model trained on every subject: a spawn of its own."""
+    return _stream_seed(seed, (1,))
+
+
+OLD_SEED_SCHEME = "seed + fold index"
+
+
+def seed_scheme(results: Sequence[FoldResult]) -> str:
+    """How the folds of `results` were seeded, as summary.json records it."""
+    schemes = {OLD_SEED_SCHEME if result.seed is None else SEED_SCHEME for result in results}
+    return schemes.pop() if len(schemes) == 1 else "mixed: " + "; ".join(sorted(schemes))
+
+
 @dataclasses.dataclass(frozen=True)
 class Fold:
     """Row indices of one LOSO fold."""
 
     subject: str  # the held-out subject
-    index: int  # position in the sorted subject list (seeds the fold)
+    index: int  # position in the sorted subject list
     train: np.ndarray
     validation: np.ndarray
     test: np.ndarray
@@ -167,6 +205,7 @@ class FoldResult:
     probabilities: np.ndarray  # (clips, classes)
     history: dict[str, list[float]]
     seconds: float
+    seed: int | None = None  # None: a fold of a run made before SEED_SCHEME (seed + index)
 
 
 def train_fold(
@@ -183,7 +222,7 @@ def train_fold(
     trained and run inside the `train.distribution` scope (see `mer.training.distribution`).
     """
     keras.backend.clear_session()  # before the scope: it forgets the current distribution
-    keras.utils.set_random_seed(config.seed + fold.index)
+    keras.utils.set_random_seed(fold_seed(config.seed, fold.subject))
     with distribution_scope(config) as replicas:  # devices each batch is split over
         return _fit_and_predict(fold, streams, labels, config, fold_dir, callbacks, replicas)
 
@@ -205,7 +244,9 @@ def _fit_and_predict(
         return [[stream[row] for row in rows] for stream in streams]
 
     train_streams = pick(fold.train)
-    normalizers = [Normalizer.fit(config.data.normalization, stream) for stream in train_streams]
+    # dataset_global is the published normalisation over every clip, the held-out ones too
+    measured = streams if config.data.normalization == "dataset_global" else train_streams
+    normalizers = [Normalizer.fit(config.data.normalization, stream) for stream in measured]
     batches = ClipBatches(
         train_streams,
         labels[fold.train],
@@ -213,7 +254,7 @@ def _fit_and_predict(
         step_batch_size(config),
         normalizers,
         shuffle=True,
-        seed=config.seed + fold.index,
+        seed=fold_seed(config.seed, fold.subject),
     )
     validation = None
     test_streams = pick(fold.test)
@@ -278,7 +319,9 @@ def _fit_and_predict(
     write_json(
         fold_dir / "normalization.json", [normalizer.to_dict() for normalizer in normalizers]
     )
-    return FoldResult(fold.subject, fold.test, probabilities, curves, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    seed = fold_seed(config.seed, fold.subject)
+    return FoldResult(fold.subject, fold.test, probabilities, curves, seconds, seed)
 
 
 def _fit_verbosity(setting: str | int) -> int:
@@ -311,6 +354,8 @@ def save_fold_result(result: FoldResult, fold_dir: Path) -> None:
             "probabilities": result.probabilities.tolist(),  # floats round-trip exactly
             "history": result.history,
             "seconds": result.seconds,
+            "seed": result.seed,
+            "seed_scheme": None if result.seed is None else SEED_SCHEME,
         },
     )
 
@@ -319,20 +364,21 @@ def load_fold_result(fold: Fold, fold_dir: Path) -> FoldResult | None:
     """A completed fold's result, or None if the fold has not finished.
 
     Raises:
-        ValueError: the stored fold held other clips (the data changed since).
+        DataError: the stored fold held other clips (the data changed since).
     """
     path = fold_dir / RESULT_FILE
     if not path.is_file():
         return None
     stored = json.loads(path.read_text())
     if stored["test"] != fold.test.tolist():
-        raise ValueError(f"{path}: the fold's clips differ from the current data; start a new run")
+        raise DataError(f"{path}: the fold's clips differ from the current data; start a new run")
     return FoldResult(
         fold.subject,
         fold.test,
         np.asarray(stored["probabilities"], dtype=np.float64),
         stored["history"],
         stored["seconds"],
+        stored.get("seed"),
     )
 
 

@@ -2,6 +2,7 @@
 
 import os
 import signal
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -10,13 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mer.config import ConfigError, load_config
+from mer.training import final, loso
 from mer.training.loso import (
+    SEED_SCHEME,
     FiniteLossGuard,
     InterruptGuard,
     TrainingError,
     build_model,
+    final_model_seed,
+    fold_seed,
     loso_folds,
+    seed_scheme,
     step_batch_size,
+    train_fold,
 )
 
 
@@ -95,3 +102,49 @@ def test_micro_batches_give_the_same_update_as_the_whole_batch():
         np.testing.assert_allclose(whole, parts, rtol=1e-4, atol=1e-5)
     with pytest.raises(ConfigError, match="multiple of train.micro_batches"):
         load_config(None, ["train.batch_size=8", "train.micro_batches=3"])
+
+
+def test_no_two_seeds_or_folds_share_a_random_stream():
+    """Fold i used to be seeded seed + i: fold k of seed 2 was fold k + 1 of seed 1."""
+    subjects = [f"sub{index:02d}" for index in range(1, 27)]
+    drawn = [fold_seed(seed, subject) for seed in (1, 2, 3) for subject in subjects]
+    drawn += [final_model_seed(seed) for seed in (1, 2, 3)]
+    assert len(set(drawn)) == len(drawn)
+    assert all(0 <= value < 2**31 for value in drawn)  # what keras and TensorFlow accept
+    assert fold_seed(2, "sub03") == fold_seed(2, "sub03")  # a function of (seed, subject)
+
+
+class _Seeded(Exception):
+    """Stops a fold once it has been seeded."""
+
+
+def _record_seeds(monkeypatch) -> list[int]:
+    seeds = []
+
+    def record(seed):
+        seeds.append(seed)
+        raise _Seeded
+
+    monkeypatch.setattr(loso.keras.utils, "set_random_seed", record)
+    return seeds
+
+
+def test_folds_and_the_final_model_are_seeded_by_the_scheme(monkeypatch):
+    seeds = _record_seeds(monkeypatch)
+    config = load_config(None, ["seed=7"])
+    for fold in loso_folds(["a", "b", "b"]):
+        with pytest.raises(_Seeded):
+            train_fold(fold, [[]], np.array([]), config, None)
+    assert seeds == [fold_seed(7, "a"), fold_seed(7, "b")]
+    with pytest.raises(_Seeded):
+        final.train_final_model([[]], np.array([0]), config, Path("/nonexistent"), subjects=1)
+    assert seeds[-1] == final_model_seed(7)
+
+
+def test_the_seed_scheme_of_old_and_new_fold_results():
+    def result(seed):
+        return loso.FoldResult("a", np.array([0]), np.ones((1, 2)) / 2, {}, 0.0, seed)
+
+    assert seed_scheme([result(5), result(6)]) == SEED_SCHEME
+    assert seed_scheme([result(None)]) == "seed + fold index"
+    assert seed_scheme([result(None), result(5)]).startswith("mixed: ")
