@@ -8,7 +8,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mer.config import CONFIG_DIR, ConfigError, ExperimentConfig, load_config, resolve_path
+from mer.config import (
+    CONFIG_DIR,
+    ConfigError,
+    ExperimentConfig,
+    config_differences,
+    load_config,
+    resolve_path,
+)
 from mer.data.sheets import DataError
 from mer.inference.commands import add_commands as add_model_commands
 from mer.presets import presets_command
@@ -95,18 +102,33 @@ def resolve_config(
     config_path: str | None, default_config: str, overrides: Sequence[str], demo: bool = True
 ) -> tuple[ExperimentConfig, Path]:
     """Loads the config; without a dataset (and with `demo`) it switches to the config's demo
-    preset.
+    preset, and says which of the preset's model settings the demo's replace.
 
     `python ME_model.py` with nothing configured thus runs the built-in demo in minutes,
     while `--set data.root=... --set data.sheet=...` keeps the published settings.
     """
     path = resolve_path(config_path) if config_path else CONFIG_DIR / default_config
     config = load_config(path, overrides)
-    demo_path = path.parent / config.run.demo_config
-    if demo and config.data.root is None and demo_path.resolve() != path.resolve():
-        print(f"No dataset configured (data.root): running the built-in demo preset {demo_path}")
-        path = demo_path
-        config = load_config(path, overrides)
+    demo_path = (path.parent / config.run.demo_config).resolve()
+    if demo and config.data.root is None and demo_path != path.resolve():
+        demo_config = load_config(demo_path, overrides)
+        replaced = [
+            f"{key.removeprefix('model.')} {preset} -> {demo_value}"
+            for key, preset, demo_value in config_differences(config, demo_config)
+            if key.startswith("model.")
+        ]
+        model = (
+            f"model settings, preset -> demo: {', '.join(replaced)}"
+            if replaced
+            else "the same model settings"
+        )
+        print(
+            f"No dataset configured (data.root): running the built-in demo preset "
+            f"{demo_path.name} instead of {path.name}; the preset's own network and "
+            f"training settings are replaced by the demo's ({model}); set data.root to train "
+            "the preset itself"
+        )
+        return demo_config, demo_path
     return config, path
 
 
