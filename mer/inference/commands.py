@@ -15,9 +15,12 @@ def _clip_options(parser: argparse.ArgumentParser) -> None:
         "--model", required=True, help="final_model.keras, or the run folder holding it"
     )
     parser.add_argument(
-        "--onset", type=int, help="onset frame number (onset_offset and max_motion samplers)"
+        "--onset",
+        type=int,
+        help="onset frame number (onset_offset and max_motion samplers); without --onset and "
+        "--offset a model trained with onset_offset spots the window of largest change",
     )
-    parser.add_argument("--offset", type=int, help="offset frame number")
+    parser.add_argument("--offset", type=int, help="offset frame number (with --onset)")
     parser.add_argument("--aus", help='the clip\'s action units, e.g. "4+12" (two-stream models)')
 
 

@@ -213,6 +213,8 @@ class Explanation:
     probabilities: dict[str, float]
     layers: list[str]
     region: str | None  # the AU region of a two-stream model
+    window: list[int] | None  # [onset, offset] the frames came from (see predict.clip_manifest)
+    spotted: bool  # the window was found by spotting, not given
     strip: Path
     gif: Path
 
@@ -246,7 +248,7 @@ def explain_clip(
         raise ValueError(
             f"--class {class_name!r} is not one of the model's classes {bundle.classes}"
         )
-    manifest = clip_manifest([clip], onset=onset, offset=offset, aus=aus)
+    manifest = clip_manifest(bundle, [clip], onset=onset, offset=offset, aus=aus)
     streams = preprocess_clips(bundle, manifest)
     probabilities = predict_streams(bundle, streams)[0]
     predicted = bundle.classes[int(probabilities.argmax())]
@@ -302,6 +304,8 @@ def explain_clip(
         },
         layers=layers,
         region=region,
+        window=manifest.iloc[0]["window"],
+        spotted=bool(manifest.iloc[0]["spotted"]),
         strip=strip,
         gif=gif,
     )

@@ -3,6 +3,13 @@
 A clip goes through the training run's own preprocessing (`mer.data.sources.preprocess`, with
 the data config saved beside the model) and its normalisers, so a clip is seen exactly as the
 training clips were.
+
+A model trained on annotated spans (`data.sampler=onset_offset`) needs each clip's onset and
+offset. A new clip has none, so without `--onset`/`--offset` its window is spotted: the
+`data.frames` consecutive frames (the model's own frame count) between which the face changes
+most, each frame scored as the max_motion sampler scores it (`frame_changes`: the summed
+absolute grey-level difference from the previous frame). The span is then fed as an annotated
+one would be, with a warning naming it.
 """
 
 from __future__ import annotations
@@ -19,33 +26,85 @@ import numpy as np
 import pandas as pd
 
 from mer.data.batches import ClipBatches
-from mer.data.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, count_frames, is_clip
+from mer.data.frames import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    count_frames,
+    frame_changes,
+    frame_numbers,
+    is_clip,
+    read_frames,
+)
 from mer.data.sheets import DataError
 from mer.data.sources import preprocess
 from mer.inference.bundle import Bundle, load_bundle
 
 logger = logging.getLogger(__name__)
 
+WINDOW_SAMPLERS = ("onset_offset", "max_motion")  # the samplers that read onset/offset
+
+
+def largest_change_start(changes: Sequence[float], length: int) -> int:
+    """The first position of the `length` consecutive frames whose changes between them sum
+    highest (the earliest such window on ties; 0 for a clip no longer than `length`).
+
+    Args:
+        changes: per frame, its change from the previous frame (`frame_changes`).
+        length: frames in the window.
+    """
+    if length < 1:
+        raise ValueError(f"a window needs at least one frame, got length {length}")
+    if len(changes) <= length:
+        return 0
+    # a window starting at s holds the changes s+1 .. s+length-1 (into its frames but the first)
+    total = np.cumsum(np.asarray(changes, dtype=np.float64))
+    return int(np.argmax(total[length - 1 :] - total[: len(changes) - length + 1]))
+
+
+def spot_window(path: Path, frames: int, length: int) -> tuple[int, int]:
+    """The onset and offset (frame numbers) of a clip's window of largest change.
+
+    Args:
+        path: the clip.
+        frames: its frame count.
+        length: frames in the window (the whole clip when it is shorter).
+    """
+    numbers = frame_numbers(path, frames)
+    start = largest_change_start(frame_changes(read_frames(path, np.arange(len(numbers)))), length)
+    return numbers[start], numbers[min(start + length, len(numbers)) - 1]
+
 
 def clip_manifest(
+    bundle: Bundle,
     clips: Sequence[str | Path],
     *,
     onset: int | None = None,
     offset: int | None = None,
     aus: str | None = None,
 ) -> pd.DataFrame:
-    """Manifest rows for clips given on the command line (no subject, no label).
+    """Manifest rows for clips given on the command line (no subject, no label), with the
+    window each clip's frames come from (`window`: [onset, offset], or None where the model's
+    sampler reads none) and whether it was spotted (see the module docstring).
 
     Args:
+        bundle: the loaded model; its data config says whether a window is needed.
         clips: video files or folders of frame images.
         onset, offset: frame numbers (a video's 1-based positions, a folder's file numbers),
-            used by the onset_offset and max_motion samplers; the same for every clip.
+            used by the onset_offset and max_motion samplers; the same for every clip. Both or
+            neither: without them, an onset_offset model's clips get a spotted window each.
         aus: the clips' action units (e.g. "4+12"), which choose the region of a two-stream
             model; the same for every clip.
 
     Raises:
-        DataError: a clip is missing, is not a video or a frame folder, or does not decode.
+        DataError: only one of onset and offset; a clip is missing, is not a video or a frame
+            folder, or does not decode.
     """
+    if (onset is None) != (offset is None):
+        raise DataError(
+            f"--onset {onset} and --offset {offset}: give both, or neither (a model trained "
+            "with data.sampler=onset_offset then spots each clip's window)"
+        )
+    spot = bundle.data.sampler == "onset_offset" and onset is None
     rows = []
     for clip in clips:
         path = Path(clip)
@@ -56,16 +115,32 @@ def clip_manifest(
                 f"{path} is not a video ({', '.join(sorted(VIDEO_EXTENSIONS))}) or a folder of "
                 f"frame images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
             )
+        frames = count_frames(path)
+        window = (onset, offset)
+        if spot:
+            window = spot_window(path, frames, bundle.data.frames)
+            logger.warning(
+                "%s: no --onset/--offset, so the window of largest change was spotted: frames "
+                "%d..%d",
+                path,
+                *window,
+            )
         rows.append(
             {
                 "sample": path.stem if path.is_file() else path.name,
                 "subject": None,
                 "label": None,
-                "onset": onset,
-                "offset": offset,
+                "onset": window[0],
+                "offset": window[1],
                 "aus": aus,
                 "path": str(path),
-                "frames": count_frames(path),
+                "frames": frames,
+                "window": (
+                    [int(number) for number in window]
+                    if bundle.data.sampler in WINDOW_SAMPLERS and window[0] is not None
+                    else None
+                ),
+                "spotted": spot,
             }
         )
     return pd.DataFrame(rows)
@@ -93,10 +168,6 @@ def preprocess_clips(
         DataError: naming every clip that failed.
     """
     data = bundle.data
-    if data.sampler == "onset_offset" and manifest[["onset", "offset"]].isna().any(axis=None):
-        raise DataError(
-            "the model was trained with data.sampler=onset_offset: give --onset and --offset"
-        )
     if data.regions.enabled and manifest["aus"].isna().any():
         logger.warning("no --aus given: the region stream gets the whole face (region 'face')")
     with tempfile.TemporaryDirectory(prefix="mer-predict-") as temporary:
@@ -130,17 +201,20 @@ def predict_clips(
     offset: int | None = None,
     aus: str | None = None,
 ) -> pd.DataFrame:
-    """One row per clip: clip, predicted, then prob_<class> per class.
+    """One row per clip: clip, predicted, window, spotted (see `clip_manifest`), then
+    prob_<class> per class.
 
     Raises:
         DataError: a clip is missing or cannot be preprocessed, named.
     """
-    manifest = clip_manifest(clips, onset=onset, offset=offset, aus=aus)
+    manifest = clip_manifest(bundle, clips, onset=onset, offset=offset, aus=aus)
     probabilities = predict_streams(bundle, preprocess_clips(bundle, manifest))
     table = pd.DataFrame(
         {
             "clip": manifest["path"],
             "predicted": [bundle.classes[index] for index in probabilities.argmax(axis=1)],
+            "window": manifest["window"],
+            "spotted": manifest["spotted"],
         }
     )
     for index, name in enumerate(bundle.classes):
@@ -179,6 +253,8 @@ def predict_command(arguments: argparse.Namespace) -> int:
                 "clip": row["clip"],
                 "predicted": row["predicted"],
                 "probabilities": {name: float(row[f"prob_{name}"]) for name in bundle.classes},
+                "window": row["window"],
+                "spotted": bool(row["spotted"]),
             }
             for _, row in table.iterrows()
         ]

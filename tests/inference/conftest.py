@@ -15,7 +15,7 @@ from mer.data.batches import Normalizer
 from mer.data.synthetic import DemoSpec, generate_demo
 from mer.inference.bundle import save_bundle
 from mer.training.loso import FoldResult, build_model
-from tests.data.replicas import class_folder_dataset
+from tests.data.replicas import class_folder_dataset, write_video
 from tests.test_end_to_end import TINY, TINY_MODEL, as_arguments, workspace
 
 
@@ -69,15 +69,12 @@ def trained_run(tmp_path_factory):
     return TrainedRun(run_dir, manifest)
 
 
-@pytest.fixture(scope="package")
-def one_stream_bundle(tmp_path_factory):
-    """An untrained tiny MLSP model with train_fold normalisation, saved as a bundle, and the
-    class-folder clips it reads (videos of 24x24, 12 frames)."""
-    tmp_path = tmp_path_factory.mktemp("one_stream")
-    class_folder_dataset(tmp_path / "dataset", subjects=1)
-    clips = sorted((tmp_path / "dataset").rglob("*.avi"))
+def _untrained_bundle(folder, overrides=()):
+    """An untrained tiny MLSP model (4 frames of 16x16) with train_fold normalisation, saved
+    as a bundle under folder."""
     config = load_config(
-        PROJECT_ROOT / "config" / "me_model.yaml", [*TINY, "data.normalization=train_fold"]
+        PROJECT_ROOT / "config" / "me_model.yaml",
+        [*TINY, "data.normalization=train_fold", *overrides],
     )
     keras.utils.set_random_seed(0)
     model = build_model(config, (4, 16, 16, 3))
@@ -85,5 +82,34 @@ def one_stream_bundle(tmp_path_factory):
     normalizer = Normalizer.fit(
         "train_fold", [random.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8)]
     )
-    path = save_bundle(tmp_path / "model" / "final_model.keras", model, config, [normalizer])
-    return path, clips
+    return save_bundle(folder / "model" / "final_model.keras", model, config, [normalizer])
+
+
+@pytest.fixture(scope="package")
+def one_stream_bundle(tmp_path_factory):
+    """An untrained tiny one-stream bundle, and the class-folder clips it reads (videos of
+    24x24, 12 frames)."""
+    tmp_path = tmp_path_factory.mktemp("one_stream")
+    class_folder_dataset(tmp_path / "dataset", subjects=1)
+    clips = sorted((tmp_path / "dataset").rglob("*.avi"))
+    return _untrained_bundle(tmp_path), clips
+
+
+SLIDE_SPAN = (9, 17)  # the frames (1-based) from the last still one to the first still again
+
+
+@pytest.fixture(scope="package")
+def onset_offset_bundle(tmp_path_factory):
+    """An untrained tiny bundle whose data config says data.sampler=onset_offset, and a
+    24-frame video whose one movement, a bright square sliding 1 px a frame, spans
+    SLIDE_SPAN; elsewhere only faint noise (+-1 grey level) changes."""
+    tmp_path = tmp_path_factory.mktemp("onset_offset")
+    random = np.random.default_rng(0)
+    clip = 100 + random.integers(-1, 2, (24, 32, 32, 3)).astype(np.uint8)
+    first, last = SLIDE_SPAN
+    for position in range(24):  # 0-based: still until position first-1, moving to last-1
+        left = 4 + int(np.clip(position - (first - 1), 0, last - first))
+        clip[position, 10:20, left : left + 10] = 220
+    video = tmp_path / "slide.avi"
+    write_video(video, clip)
+    return _untrained_bundle(tmp_path, ["data.sampler=onset_offset"]), video

@@ -50,3 +50,15 @@ def test_one_stream_explanation_and_grad_cam_maps(one_stream_bundle, tmp_path, c
                  "--class", "joy"]) == 2
     assert "'joy' is not one of the model's classes" in capsys.readouterr().err
 
+
+def test_explain_spots_the_window_as_predict_does(onset_offset_bundle, tmp_path, capsys):
+    model, video = onset_offset_bundle
+    assert main(["predict", "--model", str(model), str(video), "--json"]) == 0
+    [predicted] = json.loads(capsys.readouterr().out)
+    result = _explain(capsys, ["--model", str(model), str(video), "--out", str(tmp_path)])
+    assert result["spotted"] is True and result["window"] == predicted["window"]
+    assert result["probabilities"] == pytest.approx(predicted["probabilities"], abs=1e-7)
+    window = ["--onset", "2", "--offset", "5"]
+    result = _explain(capsys, ["--model", str(model), str(video), "--out", str(tmp_path), *window])
+    assert result["spotted"] is False and result["window"] == [2, 5]
+

@@ -11,6 +11,8 @@ from mer.cli import main
 from mer.config import load_config
 from mer.data.sources import preprocess
 from mer.inference.bundle import load_bundle
+from mer.inference.predict import largest_change_start, spot_window
+from tests.inference.conftest import SLIDE_SPAN
 
 PLOTS = (
     "confusion_matrix.png",
@@ -108,6 +110,52 @@ def test_missing_model_and_side_file(one_stream_bundle, tmp_path, capsys):
     lone.write_bytes(b"")
     assert main(["predict", "--model", str(lone), str(clips[0])]) == 2
     assert "lone.json beside it" in capsys.readouterr().err
+
+
+def test_largest_change_start():
+    changes = [0, 1, 1, 9, 9, 1, 1]  # windows of 3 hold 2 changes: 2, 10, 18, 10, 2
+    assert largest_change_start(changes, 3) == 2
+    assert largest_change_start(changes, 1) == 0  # a lone frame holds no change: a tie
+    assert largest_change_start([0, 5, 0, 0, 5, 0], 2) == 0  # ties: the earliest
+    assert largest_change_start(changes, 7) == largest_change_start(changes, 9) == 0
+    with pytest.raises(ValueError, match="got length 0"):
+        largest_change_start(changes, 0)
+
+
+def test_spotted_window_holds_the_movement_or_lies_in_it(onset_offset_bundle):
+    _, video = onset_offset_bundle
+    first, last = SLIDE_SPAN
+    onset, offset = spot_window(video, 24, 4)  # shorter than the movement: inside it
+    assert first <= onset and offset <= last and offset - onset == 3
+    onset, offset = spot_window(video, 24, 12)  # longer: around it
+    assert onset <= first and last <= offset and offset - onset == 11
+
+
+def test_predict_spots_the_window_of_a_clip_without_onset(onset_offset_bundle, capsys, caplog):
+    """An onset_offset model on an unannotated clip: a warning naming the clip and the window,
+    which the JSON reports as spotted, and the same probabilities as with that window given."""
+    model, video = onset_offset_bundle
+    [spotted] = _predict_json(capsys, ["--model", str(model), str(video)])
+    onset, offset = spotted["window"]
+    assert spotted["spotted"] is True
+    assert SLIDE_SPAN[0] <= onset and offset <= SLIDE_SPAN[1] and offset - onset == 3
+    [warning] = [record.getMessage() for record in caplog.records if "spotted" in record.message]
+    assert str(video) in warning and f"frames {onset}..{offset}" in warning
+    window = ["--onset", str(onset), "--offset", str(offset)]
+    [given] = _predict_json(capsys, ["--model", str(model), str(video), *window])
+    assert given["spotted"] is False and given["window"] == [onset, offset]
+    assert given["probabilities"] == pytest.approx(spotted["probabilities"], abs=1e-7)
+    assert main(["predict", "--model", str(model), str(video), "--onset", "3"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "--onset 3 and --offset None: give both, or neither" in error
+    assert len(error.splitlines()) == 1
+
+
+def test_a_model_without_windows_reports_none(one_stream_bundle, capsys):
+    model, clips = one_stream_bundle  # data.sampler=even: frames spread over the whole clip
+    arguments = ["--model", str(model), str(clips[0]), "--onset", "2", "--offset", "9"]
+    [result] = _predict_json(capsys, arguments)
+    assert result["window"] is None and result["spotted"] is False
 
 
 def _write(path, content: bytes):
