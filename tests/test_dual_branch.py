@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mer.data.inputs as inputs
 import mer.data.sources as sources
 from mer.config import PROJECT_ROOT, load_config
 from mer.data.synthetic import DemoSpec, generate_demo
@@ -51,8 +52,8 @@ def test_two_streams_are_cached_and_not_decoded_again(tiny_demo, tmp_path, monke
     def no_decoding(*arguments, **keywords):
         raise AssertionError("a cache hit decoded a clip")
 
-    monkeypatch.setattr(sources, "read_frames", no_decoding)
-    monkeypatch.setattr(sources, "frame_changes", no_decoding)
+    monkeypatch.setattr(inputs, "read_frames", no_decoding)
+    monkeypatch.setattr(inputs, "frame_changes", no_decoding)
     again = sources.preprocess(config.data, manifest)
     assert again.hits == len(manifest) == 6
     np.testing.assert_array_equal(again.streams[1][0], regions[0])
@@ -69,12 +70,24 @@ def test_dual_branch_script_end_to_end(tiny_demo, tmp_path):
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("Results: ")
     run_dir = tmp_path / "runs" / last.split("/")[-1]
-    assert run_dir.name.startswith("dual_branch_3dcnn_au-")
+    assert run_dir.name.startswith("dual_branch_3dcnn_au-") and "-annotated-aus-" in run_dir.name
     predictions = pd.read_csv(run_dir / "predictions.csv")
-    assert len(predictions) == 6
+    assert len(predictions) == 6 and set(predictions["caveats"]) == {"annotated-aus"}
     config = (run_dir / "config.yaml").read_text()
     assert "enabled: true" in config and "max_motion" in config
-    assert json.loads((run_dir / "summary.json").read_text())["clips"] == 6
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["clips"] == 6
+    assert summary["test_inputs_use_annotations"] is True
+    assert summary["annotated_test_inputs"] == ["au_regions"]
+    # The demo's AU cells: negative 4+15 and surprise 1+2+5 are "eyes", positive 6+12 "mouth".
+    # Each fold's one training subject ties negative and surprise on "eyes": the first class
+    # wins, so negative and positive clips are right, surprise ones predicted negative.
+    reference = summary["annotation_only_reference"]
+    assert reference["regions"] == {"eyes": 4, "mouth": 2}
+    assert reference["uf1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert reference["uar"] == pytest.approx((1 + 1 + 0) / 3)
+    assert "NOT A CLEAN LOSO ESTIMATE:" in done.stdout
+    assert "Annotation-only reference" in done.stdout
 
     summary = subprocess.run(command[:2] + ["--set", "data.root=x", "--set", "data.sheet=y",
                                             "--summary"], capture_output=True, text=True,

@@ -1,4 +1,4 @@
-"""Preprocessed clips stored once as uint8 `.npy` files, one per sample and settings."""
+"""Preprocessed inputs stored once as `.npy` files, one per sample, input and settings."""
 
 from __future__ import annotations
 
@@ -59,9 +59,13 @@ class ClipCache:
         return self.directory / f"{_UNSAFE.sub('_', name).strip('_')}-{digest(key)}.npy"
 
     def load_or_make(
-        self, name: str, key: Mapping[str, Any], make: Callable[[], np.ndarray]
+        self,
+        name: str,
+        key: Mapping[str, Any],
+        make: Callable[[], np.ndarray],
+        dtype: str = "uint8",
     ) -> tuple[np.ndarray, bool]:
-        """The cached entry, memory-mapped, made by `make()` and stored first if absent.
+        """The cached entry, memory-mapped, made by `make()` and stored as `dtype` if absent.
 
         Returns:
             (array, hit): hit is True when nothing had to be made.
@@ -69,7 +73,7 @@ class ClipCache:
         target = self.path_for(name, key)
         if target.is_file():
             return np.load(target, mmap_mode="r"), True
-        array = np.ascontiguousarray(make(), dtype=np.uint8)
+        array = np.ascontiguousarray(make(), dtype=dtype)
         self.directory.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
         try:

@@ -7,13 +7,11 @@ import logging
 from functools import partial
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from mer.config import DataConfig, resolve_path
-from mer.data.aus import au_numbers
 from mer.data.cache import ClipCache, digest, media_signature
 from mer.data.datasets import (
     DatasetSpec,
@@ -23,24 +21,16 @@ from mer.data.datasets import (
     load_dataset_spec,
     sheet_path,
 )
-from mer.data.faces import shared_landmarker
-from mer.data.frames import (
-    frame_changes,
-    frame_numbers,
-    read_frames,
-    resize_frames,
-    select_positions,
-)
+from mer.data.inputs import Clip, InputType, input_types
 from mer.data.manifest import PROBLEM_COLUMNS, Manifest, build_manifest, problem_row
-from mer.data.regions import RegionCrops, crop_regions
 from mer.data.sheets import DataError
 from mer.data.synthetic import DemoSpec, generate_demo
 
 logger = logging.getLogger(__name__)
 
 DEMO_ROOT = "data/demo"
-# bump when preprocessing changes, so old cache entries are not reused (4: entries per sample)
-PREPROCESSING_VERSION = 4
+# bump when preprocessing changes, so old cache entries are not reused (5: per sample and input)
+PREPROCESSING_VERSION = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,101 +122,42 @@ def usable_samples(data: DataConfig, manifest: Manifest) -> pd.DataFrame:
 
 
 def preprocessing_settings(data: DataConfig) -> dict:
-    """The settings that change a preprocessed clip: they key the cache."""
-    settings = {
+    """Every setting that changes a preprocessed sample, per input: what a saved model records
+    (and what keys the cache)."""
+    return {
         "version": PREPROCESSING_VERSION,
-        "frames": data.frames,
-        "size": data.size,
-        "grayscale": data.grayscale,
-        "sampler": data.sampler,
-        "frame_offset": data.frame_offset,
+        "inputs": {kind.name: kind.settings(data) for kind in input_types(data)},
     }
-    if data.regions.enabled:
-        settings["regions"] = dataclasses.asdict(data.regions)
-    return settings
 
 
-def sample_fields(data: DataConfig) -> list[str]:
-    """The manifest fields that preprocessing reads from a sample's row: its frame count and
-    window (the samplers), and its AU cell when the AU-region crop is made."""
-    return ["frames", "onset", "offset", *(["aus"] if data.regions.enabled else [])]
-
-
-def sample_key(data: DataConfig, row: pd.Series) -> dict:
-    """What a sample's preprocessed arrays are made from, besides the settings: its media as
-    they are on disk and every row field preprocessing reads. It keys the cache entry."""
+def sample_key(data: DataConfig, row: pd.Series, kind: InputType, media: list) -> dict:
+    """What one input of a sample is made from, besides the settings: the sample's media as
+    they are on disk (`media_signature`) and every row field the input reads."""
     fields = {
-        field: None if pd.isna(row[field]) else str(row[field]) for field in sample_fields(data)
+        field: None if pd.isna(row[field]) else str(row[field]) for field in kind.fields(data)
     }
-    try:
-        media = media_signature(row["path"])
-    except OSError as error:
-        raise DataError(f"{clip_label(row)}: cannot read it ({error.strerror})") from error
     return {"media": media, **fields}
-
-
-def _optional_int(value) -> int | None:
-    return None if value is None or pd.isna(value) else int(value)
-
-
-def clip_label(row: pd.Series) -> str:
-    """How messages name a manifest row's clip."""
-    return f"clip {row['sample']} ({row['path']})"
-
-
-def selected_frames(data: DataConfig, row: pd.Series) -> list[np.ndarray]:
-    """The frames of a manifest row's clip that the sampler picks, decoded (RGB, full size).
-
-    Raises:
-        DataError: the clip cannot be decoded, or onset/offset do not fit it.
-    """
-    path = Path(row["path"])
-    numbers = frame_numbers(path, int(row["frames"]))
-    motion = clip = None
-    if data.sampler == "max_motion":  # decode the whole clip once, pick from it
-        clip = read_frames(path, np.arange(len(numbers)))
-        motion = frame_changes(clip)
-    positions = select_positions(
-        numbers,
-        data.frames,
-        data.sampler,
-        onset=_optional_int(row["onset"]),
-        offset=_optional_int(row["offset"]),
-        start=data.frame_offset,
-        motion=motion,
-        where=clip_label(row),
-    )
-    return read_frames(path, positions) if clip is None else [clip[p] for p in positions]
 
 
 @dataclasses.dataclass
 class Preprocessed:
     """The clips that could be prepared, and what became of the others."""
 
-    streams: list[list[np.ndarray]]  # one list of (frames, size, size, channels) per input
+    streams: list[list[np.ndarray]]  # per input (data.inputs), one array per clip
     rows: list[int]  # manifest positions of those clips
-    keys: list[str]  # per clip: a digest of its cache key and the settings (changes with either)
+    keys: list[str]  # per clip: a digest of its cache keys and settings (changes with either)
     hits: int  # clips read back from the cache
     failures: pd.DataFrame  # PROBLEM_COLUMNS: clips that failed (only with data.on_bad=skip)
 
 
-def make_inputs(data: DataConfig, row: pd.Series) -> np.ndarray:
-    """A sample's model inputs, made from its media without the cache: the selected frames
-    resized, and with regions enabled the AU-region crops beside them.
-
-    Returns:
-        uint8 (frames, size, size, channels), or (2, frames, size, size, channels).
-    """
-    frames = selected_frames(data, row)
-    faces = resize_frames(frames, data.size, data.grayscale)
-    if not data.regions.enabled:
-        return faces
-    regions = _region_crops(data, np.stack(frames), row["aus"], clip_label(row))
-    return np.stack([faces, regions])
+def make_inputs(data: DataConfig, row: pd.Series) -> list[np.ndarray]:
+    """A sample's model inputs, made from its media without the cache (one array per input)."""
+    clip = Clip(data, row)
+    return [kind.make(data, row, clip) for kind in input_types(data)]
 
 
 def preprocess(data: DataConfig, manifest: pd.DataFrame) -> Preprocessed:
-    """Every clip of the manifest as uint8 arrays, through the cache: decoding, frame
+    """Every input of every clip of the manifest as arrays, through the cache: decoding, frame
     selection, landmarks and cropping run once per clip and settings (tqdm shows clips/s).
 
     A clip whose media fail here (an unreadable image, a video shorter than it claims) stops
@@ -235,68 +166,43 @@ def preprocess(data: DataConfig, manifest: pd.DataFrame) -> Preprocessed:
     Raises:
         DataError: a clip failed and data.on_bad is "error".
     """
-    cache = ClipCache(resolve_path(data.cache_dir), preprocessing_settings(data))
-    arrays, rows, keys, failures, hits = [], [], [], [], 0
+    kinds = input_types(data)
+    root = resolve_path(data.cache_dir)
+    caches = [
+        ClipCache(root, {"version": PREPROCESSING_VERSION, "input": name, **settings})
+        for name, settings in preprocessing_settings(data)["inputs"].items()
+    ]
+    dtypes = [kind.spec(data).dtype for kind in kinds]
+    streams: list[list[np.ndarray]] = [[] for _ in kinds]
+    rows, keys, failures, hits = [], [], [], 0
     records = list(manifest.iterrows())
     for position, (_, row) in enumerate(tqdm(records, desc="preprocessing", unit="clip")):
+        clip = Clip(data, row)  # decoded only if some input is not cached
         try:
-            key = sample_key(data, row)
-            array, hit = cache.load_or_make(row["sample"], key, partial(make_inputs, data, row))
+            try:
+                media = media_signature(row["path"])
+            except OSError as error:
+                raise DataError(f"{clip.where}: cannot read it ({error.strerror})") from error
+            made, found, signed = [], 0, []
+            for kind, cache, dtype in zip(kinds, caches, dtypes, strict=True):
+                key = sample_key(data, row, kind, media)
+                array, hit = cache.load_or_make(
+                    row["sample"], key, partial(kind.make, data, row, clip), dtype
+                )
+                made.append(array)
+                found += hit
+                signed.append([cache.settings, key])
         except DataError as error:
             if data.on_bad == "error":
                 raise DataError(f"{error} (or --on-bad skip to leave the clip out)") from error
             logger.warning("skipped %s: %s", row["sample"], error)
             failures.append(problem_row(row["path"], row["sample"], str(error)))
             continue
-        arrays.append(array)
+        for stream, array in zip(streams, made, strict=True):
+            stream.append(array)
         rows.append(position)
-        keys.append(digest([cache.settings, key]))
-        hits += hit
-    logger.info("%d of %d clips came from the cache %s", hits, len(arrays), cache.directory)
-    streams = (
-        [arrays]
-        if not data.regions.enabled
-        else [[array[0] for array in arrays], [array[1] for array in arrays]]
-    )
+        keys.append(digest(signed))
+        hits += found == len(kinds)
+    logger.info("%d of %d clips came from the cache %s", hits, len(rows), root)
     failed = pd.DataFrame(failures, columns=PROBLEM_COLUMNS)
     return Preprocessed(streams, rows, keys, hits, failed)
-
-
-def region_crops(data: DataConfig, frames: np.ndarray, aus: str | None, where: str) -> RegionCrops:
-    """The AU region of a clip's selected frames (full resolution RGB): its name, its box on
-    every frame, and the crops (RGB, size x size).
-
-    Raises:
-        DataError: the AU cell does not parse.
-    """
-    try:
-        action_units = au_numbers(aus, where=where)
-    except ValueError as error:
-        raise DataError(str(error)) from error
-    crops = crop_regions(
-        frames,
-        action_units,
-        shared_landmarker(),
-        size=data.size,
-        box=data.regions.box,
-        margin=data.regions.margin,
-        au_codes=data.regions.au_codes,
-    )
-    if crops.faces_found == 0 and data.regions.no_face == "error":
-        raise DataError(
-            f"{where}: no face found in any selected frame for the {crops.region} region; check "
-            "the clip, or set data.regions.no_face=proportional to crop a fixed part of the frame"
-        )
-    if crops.fallback:
-        logger.warning("%s: %s (region %s)", where, crops.fallback, crops.region)
-    return crops
-
-
-def _region_crops(data: DataConfig, frames: np.ndarray, aus: str | None, where: str) -> np.ndarray:
-    """The AU-region crops of a clip's selected frames, as the model reads them."""
-    regions = region_crops(data, frames, aus, where).crops
-    if data.grayscale and regions.shape[-1] == 3:
-        regions = np.stack(
-            [cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None] for image in regions]
-        )
-    return regions

@@ -82,7 +82,7 @@ def test_samples_sharing_one_take_get_their_own_frames(tmp_path):
     assert first[:, 0, 0, 0].tolist() == [20, 30, 40, 50]  # frames 2..5
     assert second[:, 0, 0, 0].tolist() == [120, 130, 140, 150]  # frames 12..15
     for array, (_, row) in zip(prepared.streams[0], manifest.iterrows(), strict=True):
-        np.testing.assert_array_equal(array, make_inputs(data, row))  # as without a cache
+        np.testing.assert_array_equal(array, make_inputs(data, row)[0])  # as without a cache
     assert prepared.hits == 0 and len(set(prepared.keys)) == 2
 
     assert preprocess(data, manifest).hits == 2
