@@ -113,9 +113,18 @@ class DataConfig:
     normalization: Literal["per_clip", "temporal", "train_fold", "scale", "dataset_global"] = (
         "per_clip"
     )
-    cache_dir: str = "data/cache"  # preprocessed uint8 clips, keyed by clip and settings
+    # the model's inputs, by type (mer/data/inputs/<name>.py), e.g. [frames, au_regions]; None:
+    # [frames], plus au_regions when regions.enabled (the older spelling, still read)
+    inputs: list[str] | None = None
+    cache_dir: str = "data/cache"  # preprocessed clips, one entry per sample, input and settings
     demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)
     regions: RegionConfig = dataclasses.field(default_factory=RegionConfig)
+
+    def input_names(self) -> list[str]:
+        """The model's inputs, in order (see `inputs`)."""
+        if self.inputs is not None:
+            return list(self.inputs)
+        return ["frames", "au_regions"] if self.regions.enabled else ["frames"]
 
 
 @dataclasses.dataclass
@@ -422,6 +431,14 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
     if config.eval.protocol == "paper" and config.train.validation_subjects:
         raise ConfigError(
             "eval.protocol=paper validates on the test subject; set train.validation_subjects=0"
+        )
+    inputs = config.data.inputs
+    if inputs is not None and (not inputs or len(set(inputs)) != len(inputs)):
+        raise ConfigError(f"data.inputs must name distinct inputs, got {inputs}")
+    if inputs is not None and config.data.regions.enabled and "au_regions" not in inputs:
+        raise ConfigError(
+            f"data.regions.enabled is the older spelling of data.inputs: [frames, au_regions], "
+            f"but data.inputs is {inputs}: drop regions.enabled or add au_regions"
         )
     if config.data.regions.margin < 0:
         raise ConfigError(f"data.regions.margin must be >= 0, got {config.data.regions.margin}")
