@@ -1,6 +1,7 @@
-"""`train.distribution=data_parallel`: one fold trained over two virtual CPU devices, on JAX
+"""`train.distribution=data_parallel` on two virtual CPU devices, on JAX
 (keras.distribution.DataParallel) and on TensorFlow (MirroredStrategy), each in a subprocess
-(devices are fixed when a backend starts); and the even batches that both need."""
+(devices are fixed when a backend starts): one training step equals the single-device step, a
+fold trains and predicts, the final model gets even batches; and the even batches themselves."""
 
 import json
 import os
@@ -15,48 +16,94 @@ from mer.config import PROJECT_ROOT, ConfigError, load_config
 from mer.data.batches import ClipBatches, Normalizer
 from mer.training.distribution import distribution_scope, even_batches
 
-# One fold: 5 training clips in batches of 4 and 1 (the 1 cannot be split: dropped), 3 test
-# clips (padded to 4, the extra output cut). A flat tiny model keeps JAX's compile short.
-FOLD_ON_TWO_DEVICES = """
-import json, os, pathlib, sys, tempfile
+# In one process per backend, with two devices and a flat tiny model (JAX's compiles stay short):
+# - a fold of 4 training clips (one batch of 4, split 2 + 2) and 3 test clips (padded to 4, the
+#   extra output cut), dropout 0, trained 1 epoch on one device and on both, from the same
+#   initial weights;
+# - the final model on 5 clips in batches of 4 and 1 (the 1 cannot be split: it must be dropped).
+ON_TWO_DEVICES = """
+import json, os, pathlib, tempfile
 if os.environ["KERAS_BACKEND"] == "tensorflow":
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
 import numpy as np
 from mer.config import load_config
-from mer.training import loso
+from mer.training import final, loso
 from tests.test_end_to_end import TINY
 from tests.test_scale_out import FLAT
 
-models = []
+models, initial, fitted = [], [], []
 build = loso.build_model
-loso.build_model = lambda *args, **kwargs: models.append(build(*args, **kwargs)) or models[-1]
-config = load_config(None, TINY + FLAT + ["train.distribution=data_parallel"])
+
+def build_from_initial(*args, **kwargs):
+    # Every fold model starts from the first one's weights.
+    model = build(*args, **kwargs)
+    if initial:
+        model.set_weights(initial)
+    else:
+        initial.extend(model.get_weights())
+    models.append(model)
+    return model
+
+def build_spied(*args, **kwargs):
+    # The final model, recording the batch sizes its fit receives.
+    model = build(*args, **kwargs)
+    fit = model.fit
+    def spy(batches, **options):
+        fitted.extend(len(batches[index][1]) for index in range(len(batches)))
+        return fit(batches, **options)
+    model.fit = spy
+    return model
+
+def numpy(variables):
+    return [keras.ops.convert_to_numpy(variable.value) for variable in variables]
+
+def largest_difference(first, second):
+    return max(float(np.abs(a - b).max()) for a, b in zip(first, second, strict=True))
+
+loso.build_model = build_from_initial
+final.build_model = build_spied
 random = np.random.default_rng(0)
-clips = [random.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8) for _ in range(8)]
-fold = loso.Fold("s3", 2, np.arange(5), np.array([], dtype=int), np.arange(5, 8))
+clips = [random.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8) for _ in range(7)]
+labels = np.arange(7) % 3
+fold = loso.Fold("s1", 0, np.arange(4), np.array([], dtype=int), np.arange(4, 7))
+results = []
 with tempfile.TemporaryDirectory() as scratch:
-    result = loso.train_fold(fold, [clips], np.arange(8) % 3, config, pathlib.Path(scratch))
-    history = json.loads((pathlib.Path(scratch) / "history.json").read_text())
-(model,) = models
+    for distribution in ("none", "data_parallel"):
+        config = load_config(None, TINY + FLAT + ["model.dropout=0",
+                                                  f"train.distribution={distribution}"])
+        results.append(loso.train_fold(fold, [clips], labels, config, pathlib.Path(scratch)))
+    final.train_final_model([clips[:5]], labels[:5], config, pathlib.Path(scratch), subjects=2)
+single, parallel = models
 if os.environ["KERAS_BACKEND"] == "jax":  # each variable lives on both devices
-    devices = len(model.trainable_variables[0].value.sharding.device_set)
+    devices = len(parallel.trainable_variables[0].value.sharding.device_set)
 else:
-    devices = model.distribute_strategy.num_replicas_in_sync
-print(json.dumps({"devices": devices, "probabilities": result.probabilities.tolist(),
-                  "loss": history["loss"]}))
+    devices = parallel.distribute_strategy.num_replicas_in_sync
+print(json.dumps({
+    "devices": devices,
+    "probabilities": results[1].probabilities.tolist(),
+    "loss": results[1].history["loss"],
+    "steps": [int(numpy([model.optimizer.iterations])[0]) for model in models],
+    "moved": largest_difference(single.get_weights(), initial),
+    "weights_difference": largest_difference(single.get_weights(), parallel.get_weights()),
+    "optimizer_difference": largest_difference(
+        *(numpy(model.optimizer.variables) for model in models)
+    ),
+    "final_batches": fitted,
+}))
 """
 
 
-def test_a_fold_trains_data_parallel_on_two_virtual_devices():
+def test_data_parallel_on_two_virtual_devices_equals_one_device():
     environments = {
         "jax": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
         "tensorflow": {},
     }
     processes = {  # both at once: most of each is start-up
         backend: subprocess.Popen(
-            [sys.executable, "-c", FOLD_ON_TWO_DEVICES],
+            [sys.executable, "-c", ON_TWO_DEVICES],
             cwd=PROJECT_ROOT,
             env={**os.environ, "KERAS_BACKEND": backend, **extra},
             stdout=subprocess.PIPE,
@@ -69,11 +116,18 @@ def test_a_fold_trains_data_parallel_on_two_virtual_devices():
         output, error = process.communicate(timeout=300)
         assert process.returncode == 0, f"{backend}: {error[-3000:]}"
         result = json.loads(output.strip().splitlines()[-1])
+        assert result["steps"] == [1, 1], backend  # one step each, on one device and on two
+        assert result["moved"] > 1e-4, backend  # the step changed the weights (Adam: ~1e-3)
+        assert result["weights_difference"] < 1e-5, (backend, result["weights_difference"])
+        # Adam's moments are the gradient and its square: a gradient summed over the devices
+        # instead of averaged would move the weights alike but show here.
+        assert result["optimizer_difference"] < 1e-5, (backend, result["optimizer_difference"])
         assert result["devices"] == 2, backend
         probabilities = np.array(result["probabilities"])
         assert probabilities.shape == (3, 3), backend  # the padding row cut off
         assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5), backend
         assert np.isfinite(result["loss"]).all(), backend
+        assert result["final_batches"] == [4], backend  # 4 + 1 clips: the 1 is dropped
 
 
 def _batches(clips: int, batch_size: int, labels: bool = True) -> ClipBatches:
