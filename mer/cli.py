@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mer.config import (
     CONFIG_DIR,
@@ -19,6 +20,11 @@ from mer.config import (
 from mer.data.sheets import DataError
 from mer.inference.commands import add_commands as add_model_commands
 from mer.presets import presets_command
+
+if TYPE_CHECKING:  # type hints only: the commands import what they need when they run
+    import pandas as pd
+
+    from mer.data.datasets import DatasetSpec
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -251,6 +257,8 @@ def manifest_command(arguments: argparse.Namespace) -> int:
             "  outside the class table: "
             + ", ".join(f"{key} {count}" for key, count in manifest.excluded_emotions.items())
         )
+    for part, rows in _annotated_parts(spec, samples):
+        _print_annotation_reference(part, rows, classes)
     problems = manifest.problems
     excluded = int(problems["excluded"].astype(bool).sum())
     print(f"Problems: {len(problems)} ({excluded} excluded a sample)")
@@ -260,6 +268,44 @@ def manifest_command(arguments: argparse.Namespace) -> int:
     write_csv(arguments.out, samples)
     print(f"Manifest: {Path(arguments.out).resolve()}")
     return 0
+
+
+def _annotated_parts(spec: DatasetSpec, samples: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(name, samples) of the dataset, or of each part of a composite, whose sheet has an AU
+    column."""
+    from mer.data.datasets import load_dataset_spec
+
+    if not spec.parts:
+        return [(spec.name, samples)] if spec.columns.action_units is not None else []
+    return [
+        (part, samples[samples["part"] == part])
+        for part in spec.parts
+        if load_dataset_spec(part).columns.action_units is not None
+    ]
+
+
+def _print_annotation_reference(name: str, samples: pd.DataFrame, classes: list[str]) -> None:
+    """The annotation-only reference of a dataset's samples, LOSO over its subjects, with the
+    default `data.regions.au_codes` (see `mer.caveats.annotation_only_reference`)."""
+    from mer.caveats import annotation_only_reference
+    from mer.config import RegionConfig
+    from mer.evaluation.annotation_only import subject_folds
+    from mer.evaluation.report import format_annotation_reference
+
+    if samples["subject"].nunique() < 2:
+        print(f"  {name}: fewer than 2 subjects, no annotation-only reference")
+        return
+    samples = samples.reset_index(drop=True)
+    reference = annotation_only_reference(
+        samples, classes, subject_folds(samples["subject"]), RegionConfig().au_codes
+    )
+    blank = int((samples["aus"].fillna("") == "").sum())
+    print(f"  {name}: {format_annotation_reference(reference)}")
+    print(
+        f"    LOSO over its {samples['subject'].nunique()} subjects, default "
+        f"data.regions.au_codes; {blank} clips without AUs (blank, '?' or a cell that does not "
+        "parse, noted under Problems) count as region face, the crop a run takes for them"
+    )
 
 
 def regions_command(arguments: argparse.Namespace) -> int:

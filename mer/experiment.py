@@ -20,6 +20,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mer.caveats import (
+    ANNOTATED_AUS,
+    PAPER_PROTOCOL,
+    annotation_only_reference,
+    folder_suffix,
+    run_caveats,
+    summary_entries,
+)
 from mer.config import ExperimentConfig, check_config, resolve_path
 from mer.data.sources import (
     DatasetSource,
@@ -31,6 +39,7 @@ from mer.data.sources import (
 from mer.evaluation import plots
 from mer.evaluation.compare import format_seed_summary, seed_summary
 from mer.evaluation.report import (
+    format_caveats,
     format_report,
     per_subject_table,
     summarize,
@@ -40,6 +49,7 @@ from mer.evaluation.report import (
 )
 from mer.training.executors import FoldsFailed, finished_folds, select_folds
 from mer.training.loso import (
+    Fold,
     FoldResult,
     build_model,
     loso_folds,
@@ -48,13 +58,12 @@ from mer.training.loso import (
     write_split_lists,
 )
 
-OPTIMISTIC = "optimistic: epoch chosen on the test subject"
-
 
 def make_run_dir(config: ExperimentConfig, script: str, dataset: str) -> Path:
-    """A new `runs/<script>-<dataset>-<timestamp>/` folder (suffixed if the name is taken)."""
+    """A new `runs/<script>-<dataset><caveats>-<timestamp>/` folder (suffixed if the name is
+    taken); `<caveats>` names the run's caveats (`mer.caveats.folder_suffix`), if any."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    label = "-paper-optimistic" if config.eval.protocol == "paper" else ""
+    label = folder_suffix(run_caveats(config))
     base = resolve_path(config.run.output_dir) / f"{script}-{dataset}{label}-{stamp}"
     run_dir, suffix = base, 1
     while True:  # runs started in the same second (a job array) each get their own folder
@@ -95,8 +104,8 @@ def streams(config: ExperimentConfig) -> int:
 
 
 def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.DataFrame) -> int:
-    """What the run will do: dataset, counts, folds, model size, schedule; returns the model's
-    parameter count."""
+    """What the run will do: dataset, counts, folds, caveats, model size, schedule; returns the
+    model's parameter count."""
     counts = manifest["label"].value_counts()
     subjects = manifest["subject"].nunique()
     model = build_model(config, input_shape(config), streams(config))
@@ -108,16 +117,20 @@ def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.Dat
         f"  {len(manifest)} clips, {subjects} subjects; classes "
         + ", ".join(f"{name} {counts.get(name, 0)}" for name in config.data.classes)
     )
+    caveats = run_caveats(config)
     if subjects:
+        use = "see below" if caveats else "it is used for nothing else"
         print(
             f"Protocol: LOSO, {subjects} folds, {config.train.epochs} epochs each, final weights "
-            "predict the held-out subject (it is used for nothing else)"
+            f"predict the held-out subject ({use})"
         )
     else:
         print(
             f"Protocol: no subject ids: stratified {config.train.kfold}-fold, "
             f"{config.train.epochs} epochs each (not subject-independent)"
         )
+    for line in format_caveats(summary_entries(caveats)["caveats"]):
+        print(line)
     print(
         f"Model: input {input_shape(config)}, {model.count_params():,} parameters; "
         f"batch {config.train.batch_size}, learning rate {config.train.learning_rate}"
@@ -229,6 +242,7 @@ def run_experiment(
         run_dir,
         config,
         manifest,
+        folds,
         results,
         protocol=protocol,
         dataset=source.name,
@@ -312,7 +326,7 @@ def make_folds(
         )
         protocol = "loso: fixed epochs, final weights; the held-out subject is only predicted"
         if config.eval.protocol == "paper":
-            protocol = f"paper ({OPTIMISTIC}); loso folds"
+            protocol = f"paper ({PAPER_PROTOCOL.text}); loso folds"
     print(f"Folds: {protocol}")
     return folds, protocol
 
@@ -353,17 +367,28 @@ def write_report(
     run_dir: Path,
     config: ExperimentConfig,
     manifest: pd.DataFrame,
+    folds: list[Fold],
     results: list[FoldResult],
     **details,
 ) -> dict:
     """The report of a run whose folds are all done (a full run, or `python -m mer merge`):
-    predictions.csv, per_subject.csv, summary.json (the pooled metrics, then `details`), the
-    figures, and the table printed. Returns the summary."""
+    predictions.csv, per_subject.csv, summary.json (the pooled metrics, the run's caveats, the
+    annotation-only reference of a run with regions, then `details`), the figures, and the
+    table printed. Returns the summary."""
     predictions = predictions_table(manifest, config.data.classes, results)
     table = per_subject_table(predictions, config.data.classes)
-    if config.eval.protocol == "paper":  # every output of the published protocol says so
-        predictions["protocol"] = table["protocol"] = f"paper ({OPTIMISTIC})"
+    caveats = run_caveats(config)
+    if caveats:  # every row of a run that is not a clean LOSO estimate says why
+        predictions["caveats"] = table["caveats"] = "; ".join(caveat.label for caveat in caveats)
     summary = summarize(predictions, config.data.classes)
+    summary.update(summary_entries(caveats))
+    if ANNOTATED_AUS in caveats:  # what the annotated regions alone would score
+        summary["annotation_only_reference"] = annotation_only_reference(
+            manifest,
+            config.data.classes,
+            [(fold.train, fold.test) for fold in folds],
+            config.data.regions.au_codes,
+        )
     summary.update(details)
     write_csv(run_dir / "predictions.csv", predictions)
     write_csv(run_dir / "per_subject.csv", table)
@@ -371,8 +396,6 @@ def write_report(
     write_plots(run_dir, summary, table, results, config.data.classes)
 
     print()
-    if config.eval.protocol == "paper":
-        print(f"PUBLISHED PROTOCOL, FOR COMPARISON ONLY ({OPTIMISTIC}):")
     print(format_report(table, summary, color=sys.stdout.isatty()))
     return summary
 

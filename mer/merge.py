@@ -111,6 +111,7 @@ def merge_runs(run_dirs: Sequence[Path], out: Path | None = None) -> Path:
         out,
         config,
         manifest,
+        folds,
         results,
         protocol=protocol,
         dataset=dataset_name(config),

@@ -82,6 +82,9 @@ def test_tiny_loso_run_writes_every_output(tiny_run_arguments, tmp_path, capsys,
     for key in ("uf1", "uar", "acc", "mean_over_subjects", "versions", "seed", "timings"):
         assert key in summary
     assert summary["clips"] == 9 and summary["subjects"] == 3
+    assert summary["caveats"] == [] and summary["annotated_test_inputs"] == []
+    assert summary["test_inputs_use_annotations"] is False
+    assert "annotation_only_reference" not in summary  # a run without regions
     per_subject = pd.read_csv(run_dir / "per_subject.csv")
     assert list(per_subject["subject"]) == [1, 2, 3]
     for name in (
@@ -137,13 +140,15 @@ def test_paper_protocol_outputs_are_labelled_optimistic(tiny_run_arguments, tmp_
     assert run_script("ME_model", "me_model.yaml", "test", arguments) == 0
     output = capsys.readouterr().out
     assert "FOR COMPARISON ONLY (optimistic: epoch chosen on the test subject)" in output
+    assert output.index("NOT A CLEAN LOSO ESTIMATE") < output.index("Subject  Clips")
     run_dir = tmp_path / "runs" / output.strip().splitlines()[-1].split("/")[-1]
     assert "paper-optimistic" in run_dir.name
     summary = json.loads((run_dir / "summary.json").read_text())
     assert "optimistic: epoch chosen on the test subject" in summary["protocol"]
+    assert [caveat["label"] for caveat in summary["caveats"]] == ["paper-optimistic"]
+    assert summary["optimistic"] and not summary["test_inputs_use_annotations"]
     for name in ("predictions.csv", "per_subject.csv"):
-        labels = set(pd.read_csv(run_dir / name)["protocol"])
-        assert labels == {"paper (optimistic: epoch chosen on the test subject)"}
+        assert set(pd.read_csv(run_dir / name)["caveats"]) == {"paper-optimistic"}
 
 
 def test_script_dry_run_summary_and_errors(tiny_run_arguments, tmp_path):
@@ -280,6 +285,9 @@ def test_manifest_command(tmp_path):
     assert "casme2: 147 samples, 24 subjects" in done.stdout
     assert "negative 90, positive 32, surprise 25" in done.stdout
     assert "row 31" in done.stdout
+    # the AU region alone, LOSO, ties to the first class (README "The dual-branch AU model")
+    assert "147 clips): UF1 0.698  UAR 0.696  ACC 0.680" in done.stdout
+    assert "(regions: eyes 63, mouth 61, brows 22, face 1)" in done.stdout
     assert len(pd.read_csv(out)) == 147
     unknown = subprocess.run(
         [sys.executable, "-m", "mer", "manifest", "--dataset", "casme9"],

@@ -1,5 +1,6 @@
 """Runs side by side: the seeds of one experiment (mean ± standard deviation), and any set of
-run folders (`python -m mer compare`). Reads only the runs' `summary.json` files."""
+run folders (`python -m mer compare`), each with its caveats (`mer.caveats`). Reads only the
+runs' `summary.json` files."""
 
 from __future__ import annotations
 
@@ -10,8 +11,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mer.caveats import recorded_caveats
+from mer.evaluation.report import format_caveats
+
 SCORES = ("uf1", "uar", "acc")
 MEAN_OVER_SUBJECTS = "mean_over_subjects"
+RUN_KEYS = ("dataset", "protocol", "parameters", "clips", "subjects")  # the same for every seed
+CAVEAT_KEYS = (  # see mer.caveats: the same for every seed too
+    "caveats",
+    "optimistic",
+    "test_inputs_use_annotations",
+    "annotated_test_inputs",
+    "annotation_only_reference",
+)
 PART_PREFIX = "part "  # columns of per-part scores in the comparison table
 
 
@@ -30,7 +42,8 @@ def seed_summary(summaries: Mapping[int, dict]) -> tuple[pd.DataFrame, dict]:
     Returns:
         (table, summary): one row per seed; and a summary with the same score keys as a single
         run's (`uf1`, `uar`, `acc`, `mean_over_subjects`, `parts`) holding means, plus `std`
-        entries beside them, `seeds`, `parameters`, `dataset`, `protocol` and the total time.
+        entries beside them, `seeds`, `parameters`, `dataset`, `protocol`, the caveats
+        (`mer.caveats.summary_entries`), the annotation-only reference and the total time.
     """
     if not summaries:
         raise ValueError("no seed has a summary")
@@ -59,7 +72,7 @@ def seed_summary(summaries: Mapping[int, dict]) -> tuple[pd.DataFrame, dict]:
             part: {key: _spread([run["parts"][part][key] for run in runs])[1] for key in SCORES}
             for part in parts
         }
-    for key in ("dataset", "protocol", "parameters", "clips", "subjects"):
+    for key in (*RUN_KEYS, *CAVEAT_KEYS):
         if key in runs[0]:
             summary[key] = runs[0][key]
     summary["timings"] = {"total_s": round(sum(row["seconds"] or 0 for row in rows), 2)}
@@ -74,6 +87,7 @@ def format_seed_summary(summary: dict) -> str:
         return "  ".join(f"{key.upper()} {scores[key]:.3f} ± {spreads[key]:.3f}" for key in SCORES)
 
     lines = [
+        *format_caveats(summary.get("caveats", [])),
         f"Over {len(seeds)} seeds ({', '.join(map(str, seeds))}), mean ± standard deviation:",
         f"  pooled:            {line(summary, summary['std'])}",
         "  mean of subjects:  "
@@ -91,11 +105,16 @@ def load_run(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise ValueError(f"{run_dir}: no summary.json (not a finished run folder)")
     summary = json.loads(path.read_text())
+    caveats = recorded_caveats(summary)
+    reference = summary.get("annotation_only_reference", {})
     row = {
         "run": run_dir.name,
         "dataset": summary.get("dataset", ""),
         "seeds": len(summary.get("seeds", [])) or 1,
-        "optimistic": str(summary.get("protocol", "")).startswith("paper"),
+        "caveats": [caveat["label"] for caveat in caveats],
+        "caveat_texts": {caveat["label"]: caveat["text"] for caveat in caveats},
+        "optimistic": any(caveat["optimistic"] for caveat in caveats),
+        "annotation_only_uf1": reference.get("uf1"),
     }
     spreads = summary.get("std", {})
     for key in SCORES:
@@ -138,7 +157,13 @@ def format_comparison(table: pd.DataFrame) -> str:
         lambda value: "" if value is None or pd.isna(value) else f"{value / 60:.1f} min"
     )
     shown["seeds"] = table["seeds"]
+    if table["annotation_only_uf1"].notna().any():
+        shown["annot-only UF1"] = table["annotation_only_uf1"].map(
+            lambda value: "" if pd.isna(value) else f"{value:.3f}"
+        )
+    shown["caveats"] = table["caveats"].map(lambda labels: ", ".join(labels) or "-")
     text = shown.to_string(index=False)
-    if table["optimistic"].any():
-        text += "\n(runs of the paper protocol are optimistic: epoch chosen on the test subject)"
+    sentences = {label: line for run in table["caveat_texts"] for label, line in run.items()}
+    for label, sentence in sentences.items():  # each caveat spelled out once, below the table
+        text += f"\n[{label}] {sentence}"
     return text

@@ -12,7 +12,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +120,11 @@ def format_report(table: pd.DataFrame, summary: dict[str, Any], *, color: bool =
             False gives plain text.
 
     Returns:
-        The report, one line per subject (single-class subjects marked "(1 class)"),
-        then the pooled and mean-over-subjects lines and, for composites, one per part.
+        The report: the run's caveats (``summary["caveats"]``, see
+        :func:`format_caveats`) where it has any; one line per subject (single-class
+        subjects marked "(1 class)"); then the pooled and mean-over-subjects lines, the
+        annotation-only reference (``summary["annotation_only_reference"]``) where there is
+        one and, for composites, one line per part.
 
     Raises:
         ValueError: If ``table`` lacks a column or ``summary`` a key.
@@ -134,10 +137,12 @@ def format_report(table: pd.DataFrame, summary: dict[str, Any], *, color: bool =
         raise ValueError(f"summary lacks keys: {', '.join(missing_keys)}")
     subject_width = max([len("Subject"), *(len(str(subject)) for subject in table["subject"])])
     clips_width = max([len("Clips"), *(len(str(clips)) for clips in table["clips"])])
-    lines = [
+    caveats = format_caveats(summary.get("caveats", []))
+    lines = [*caveats, *([""] if caveats else [])]
+    lines.append(
         f"{'Subject':<{subject_width}}  {'Clips':>{clips_width}}  "
         f"{'UF1':>5}  {'UAR':>5}  {'ACC':>5}"
-    ]
+    )
     for row in table.itertuples(index=False):
         scores = "  ".join(_score(getattr(row, key), color) for key in SCORE_KEYS)
         marker = "  (1 class)" if row.single_class else ""
@@ -152,11 +157,41 @@ def format_report(table: pd.DataFrame, summary: dict[str, Any], *, color: bool =
         f"Mean over {len(table)} subjects (as papers print): "
         f"{_labelled(summary['mean_over_subjects'], color)}"
     )
+    if "annotation_only_reference" in summary:
+        lines.append(format_annotation_reference(summary["annotation_only_reference"], color=color))
     for part, part_scores in summary.get("parts", {}).items():
         lines.append(
             f"  Part {part} (pooled, {part_scores['clips']} clips): {_labelled(part_scores, color)}"
         )
     return "\n".join(lines)
+
+
+def format_caveats(caveats: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The lines that say why a run is not a clean LOSO estimate; [] when nothing does.
+
+    Args:
+        caveats: ``label``, ``text`` and ``optimistic`` of each (as summary.json records
+            them, see :func:`mer.caveats.summary_entries`); an optimistic one is marked
+            "FOR COMPARISON ONLY".
+    """
+    if not caveats:
+        return []
+    lines = ["NOT A CLEAN LOSO ESTIMATE:"]
+    for caveat in caveats:
+        text = f"FOR COMPARISON ONLY ({caveat['text']})" if caveat["optimistic"] else caveat["text"]
+        lines.append(f"  [{caveat['label']}] {text}")
+    return lines
+
+
+def format_annotation_reference(reference: Mapping[str, Any], *, color: bool = False) -> str:
+    """One line: the pooled scores of predicting each clip from its annotated AU region alone
+    (see :mod:`mer.evaluation.annotation_only`), and the clips per region."""
+    regions = ", ".join(f"{name} {count}" for name, count in reference["regions"].items())
+    return (
+        f"Annotation-only reference (each clip: the training folds' majority class of its AU "
+        f"region, no pixels; {reference['clips']} clips): {_labelled(reference, color)}  "
+        f"(regions: {regions})"
+    )
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
