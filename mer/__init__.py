@@ -5,4 +5,4 @@ reloads with `keras.saving.load_model`.
 """
 
 from mer.models import layers as _layers  # noqa: F401
-from mer.training import losses as _losses  # noqa: F401
+from mer.models import losses as _losses  # noqa: F401

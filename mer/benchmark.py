@@ -85,23 +85,20 @@ class RepeatedBatch(keras.utils.PyDataset):
 
 def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int | None = None):
     """Runs every measurement for `config`'s model and input shape; returns the KEYS dict."""
-    from mer.experiment import input_shape, streams
+    from mer.data.inputs import input_specs
     from mer.training.loso import build_model, step_batch_size
 
-    shape = input_shape(config)
-    inputs_count = streams(config)
+    specs = input_specs(config.data)
+    shapes = [spec.shape for spec in specs]
     batch_size = step_batch_size(config)  # clips per training step
     plan = BenchPlan.make(quick, clips, batch_size)
     classes = len(config.data.classes)
     keras.utils.set_random_seed(config.seed)
-    model = build_model(config, shape, inputs_count)
+    model = build_model(config, specs)
     random = np.random.default_rng(config.seed)
 
-    def clip_batch() -> np.ndarray:
-        return random.standard_normal((batch_size, *shape), dtype=np.float32)
-
-    batch = [clip_batch() for _ in range(inputs_count)]
-    batch_inputs = batch[0] if inputs_count == 1 else tuple(batch)
+    batch = [random.standard_normal((batch_size, *shape), dtype=np.float32) for shape in shapes]
+    batch_inputs = batch[0] if len(batch) == 1 else tuple(batch)
     targets = np.eye(classes, dtype=np.float32)[np.arange(batch_size) % classes]
 
     model.fit(RepeatedBatch(batch_inputs, targets, 2), epochs=1, verbose=0)  # trace, warm up
@@ -111,7 +108,7 @@ def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int |
     compute = plan.steps * batch_size / compute_seconds
 
     with tempfile.TemporaryDirectory(prefix="mer-bench-") as scratch:
-        cached = _cached_clips(Path(scratch), plan.clips, shape, inputs_count, config.seed)
+        cached = _cached_clips(Path(scratch), plan.clips, shapes, config.seed)
         labels = np.arange(plan.clips) % classes
         normalizers = [Normalizer.fit(config.data.normalization, stream) for stream in cached]
         batches = ClipBatches(
@@ -141,8 +138,9 @@ def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int |
         "device": device_name(),
         "dtype": model.dtype_policy.name,
         "train_gflops_per_clip": round(train_gflops, 3),
-        "input_shape": list(shape),
-        "streams": inputs_count,
+        "input_shape": list(shapes[0]),
+        "inputs": [[spec.name, list(spec.shape)] for spec in specs],
+        "streams": len(specs),
         "batch_size": config.train.batch_size,
         "micro_batches": config.train.micro_batches,
         "parameters": model.count_params(),
@@ -156,21 +154,23 @@ def _timed(function) -> float:
     return time.perf_counter() - started
 
 
-def _cached_clips(
-    directory: Path, count: int, shape, inputs_count: int, seed: int
-) -> list[list[np.ndarray]]:
-    """`count` random uint8 clips per stream, written to and memory-mapped from a ClipCache."""
+def _cached_clips(directory: Path, count: int, shapes, seed: int) -> list[list[np.ndarray]]:
+    """`count` random uint8 clips per input shape, written to and memory-mapped from a
+    ClipCache, one entry per clip and input as preprocessing stores them."""
     random = np.random.default_rng(seed)
-    cache = ClipCache(directory / "cache", {"bench": list(shape)})
-    streams: list[list[np.ndarray]] = [[] for _ in range(inputs_count)]
-    for index in range(count):
-        array, _ = cache.load_or_make(
-            f"clip{index:04d}",
-            {"clip": index},
-            lambda: random.integers(0, 256, (inputs_count, *shape), dtype=np.uint8),
+    streams: list[list[np.ndarray]] = []
+    for position, shape in enumerate(shapes):
+        cache = ClipCache(directory / "cache", {"bench": list(shape), "input": position})
+        streams.append(
+            [
+                cache.load_or_make(
+                    f"clip{index:04d}",
+                    {"clip": index},
+                    lambda shape=shape: random.integers(0, 256, shape, dtype=np.uint8),
+                )[0]
+                for index in range(count)
+            ]
         )
-        for stream, clip in zip(streams, array, strict=True):
-            stream.append(clip)
     return streams
 
 

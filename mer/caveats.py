@@ -1,9 +1,11 @@
 """What keeps a run's scores from being a clean LOSO estimate, said the same way everywhere.
 
-A clean LOSO estimate uses the held-out subject for nothing but the final prediction. Three
+A clean LOSO estimate uses the held-out subject for nothing but the final prediction. Four
 settings depart from that, each on purpose: the published protocol picks the epoch on the test
-subject, the published normalisation takes its statistics over the whole dataset, and the
-dual-branch AU model crops its second input where the test clip's annotated AUs point.
+subject, the published normalisation takes its statistics over the whole dataset, the
+dual-branch AU model crops its second input where the test clip's annotated AUs point, and the
+window samplers pick the test clip's frames inside its annotated onset..offset (as every
+published MER protocol does; a new clip has no such annotation).
 `run_caveats` lists those of one config; the run folder's name, summary.json, the printed
 report, predictions.csv, per_subject.csv, `python -m mer compare` and `merge` all take them
 from it. `annotation_only_reference` measures what the annotated region alone predicts.
@@ -60,12 +62,24 @@ ANNOTATED_AUS = Caveat(
 )
 
 
+ANNOTATED_WINDOW = Caveat(
+    "annotated-window",
+    "the test clips' frames are chosen inside their annotated onset..offset "
+    "(data.sampler=onset_offset or max_motion; a new clip has no such annotation: "
+    "`python -m mer predict` spots a window)",
+    False,
+    ("onset_offset window",),
+)
+WINDOW_SAMPLERS = ("onset_offset", "max_motion")  # max_motion ranks onset..offset when given
+
+
 def run_caveats(config: ExperimentConfig) -> tuple[Caveat, ...]:
     """The caveats of a run with this config, in a fixed order; () for a clean LOSO run."""
     applies = (
         (PAPER_PROTOCOL, config.eval.protocol == "paper"),
         (DATASET_GLOBAL, config.data.normalization == "dataset_global"),
         (ANNOTATED_AUS, "au_regions" in config.data.input_names()),
+        (ANNOTATED_WINDOW, config.data.sampler in WINDOW_SAMPLERS),
     )
     return tuple(caveat for caveat, applied in applies if applied)
 

@@ -104,6 +104,25 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
+RESUME_MAY_CHANGE = ("run", "train.verbose")  # where a run writes and what fit prints
+
+
+def check_resumable(stored: ExperimentConfig, config: ExperimentConfig) -> None:
+    """A resumed run must train its remaining folds as it trained the others.
+
+    Raises:
+        ConfigError: naming every setting the overrides change outside `RESUME_MAY_CHANGE`,
+            with the stored and the new value.
+    """
+    differences = config_differences(stored, config, RESUME_MAY_CHANGE)
+    if differences:
+        changes = "; ".join(f"{key} {old!r} -> {new!r}" for key, old, new in differences)
+        raise ConfigError(
+            f"--resume continues the run as it was configured, but the overrides change {changes}; "
+            "drop them, or start a new run (only run.* and train.verbose may change)"
+        )
+
+
 def resolve_config(
     config_path: str | None, default_config: str, overrides: Sequence[str], demo: bool = True
 ) -> tuple[ExperimentConfig, Path]:
@@ -154,6 +173,7 @@ def run_script(
                 raise ConfigError("--resume takes the run's own config.yaml; drop --config")
             path = resume / "config.yaml"
             config = load_config(path, overrides)
+            check_resumable(load_config(path), config)
         else:
             # --summary shows the configured network itself, dataset or not
             config, path = resolve_config(
@@ -164,12 +184,12 @@ def run_script(
         return EXIT_USAGE
     print(f"Config: {path}" + "".join(f" --set {item}" for item in overrides))
 
-    from mer.experiment import SEEDS_FILE, input_shape, run_experiment, run_seeds, streams
+    from mer.experiment import SEEDS_FILE, run_experiment, run_seeds
     from mer.training.loso import TrainingError, build_model
 
     try:
         if arguments.summary:
-            model = build_model(config, input_shape(config), streams(config))
+            model = build_model(config)
             model.summary(line_length=110)
             print(f"Total parameters: {model.count_params():,}")
             return 0

@@ -60,11 +60,16 @@ class DemoConfig:
     """The built-in synthetic dataset, generated under `data/demo/` when no dataset is set."""
 
     subjects: int = 6
-    clips_per_class: int = 4  # per subject and class
+    clips_per_class: int = 4  # standard: per subject and class
     frames: int = 24  # frames per generated clip
     size: int = 128  # generated frame size (pixels)
-    amplitude: float = 3.0  # apex displacement of the expression, in pixels
+    amplitude: float = 3.0  # standard: apex displacement of the expression, in pixels
     seed: int = 0
+    # standard: one fixed movement per class; realistic: CASME II rows' AUs, timing and labels
+    style: Literal["standard", "realistic"] = "standard"
+    clips_per_subject: int = 12  # realistic: sheet rows drawn per subject
+    amplitude_min: float = 0.5  # realistic: apex displacement range, pixels at 128 px
+    amplitude_max: float = 1.5
 
 
 @dataclasses.dataclass
@@ -128,30 +133,30 @@ class DataConfig:
 
 
 @dataclasses.dataclass
-class ModelConfig:
-    """The MLSP 2024 network; the defaults are the published numbers, the other values build
-    the papers' ablations and dataset variants (see `mer.models.builders.build_mlsp_model`)."""
+class FamilyConfig:
+    """The `model:` section: `family` names the module `mer/models/<family>.py` whose own
+    dataclass (a subclass of this one) holds, types and defaults the rest of the section, so
+    unknown keys are rejected per family."""
 
-    branches: int = 2  # first-stage 3D conv branches; 1: the 5x5x5 branch alone
-    branch_filters: int = 32  # filters of each first-stage 3D conv branch
-    merge_filters: int = 32  # filters of the conv after the branches are concatenated
-    pool_size: int = 3  # MaxPool3D pool and stride
-    # difference: enhanced CAM (EC-CBAM); cbam: the original; none: no attention block at all
-    cam: Literal["difference", "sum", "cbam", "none"] = "difference"
-    cam_reduction: int = 8  # hidden width of the channel-attention MLP is channels / this
-    dense_units: list[int] = dataclasses.field(default_factory=lambda: [128, 64])
-    dropout: float = 0.3
-    temporal: Literal["gru", "lstm", "none"] = "gru"  # recurrent layer over the frame features
-    gru_units: int = 512  # width of the GRU (or of the LSTM with temporal: lstm)
-    # over time after the recurrent layer: msmh; multi_head (Keras MultiHeadAttention); none:
-    # the recurrent layer's last output (without one: the flattened sequence)
-    pooling: Literal["msmh", "multi_head", "none"] = "msmh"
-    heads: int = 8  # MSMH heads (head s has width gru_units / 2**s), or multi_head's heads
-    causal_attention_heads: int = 0  # >0: a causal attention concatenated with the pooling
-    head_units: list[int] = dataclasses.field(default_factory=lambda: [128, 64])
-    head_dropout: float = 0.0  # Dropout after each head Dense; 0: none
-    l2: float = 0.01
-    negative_slope: float = 0.2  # LeakyReLU
+    family: str = "mlsp"
+
+
+def family_config_class(family: Any) -> type:
+    """The dataclass of a family's `model:` section.
+
+    Raises:
+        ConfigError: an unknown family, with the known ones.
+    """
+    from mer.models import model_family  # the families import this module
+
+    try:
+        return model_family(family).config
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _default_model() -> FamilyConfig:
+    return family_config_class("mlsp")()
 
 
 @dataclasses.dataclass
@@ -216,7 +221,7 @@ class ExperimentConfig:
 
     seed: int = 42
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    model: FamilyConfig = dataclasses.field(default_factory=_default_model)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
@@ -344,6 +349,9 @@ def build_typed(cls: type, values: Any, where: str = "") -> Any:
 
 
 def _convert(kind: Any, value: Any, where: str) -> Any:
+    if kind is FamilyConfig:  # typed by the family it names
+        family = value.get("family", "mlsp") if isinstance(value, Mapping) else None
+        return build_typed(family_config_class(family), value, where + ".")
     if dataclasses.is_dataclass(kind):
         return build_typed(kind, value, where + ".")
     origin = typing.get_origin(kind)
@@ -396,8 +404,6 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
         "train.epochs": config.train.epochs,
         "train.batch_size": config.train.batch_size,
         "train.micro_batches": config.train.micro_batches,
-        "model.heads": config.model.heads,
-        "model.gru_units": config.model.gru_units,
     }
     for key, value in positive.items():
         if value < 1:
@@ -419,15 +425,6 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
             f"train.class_weights has {len(weights)} values for "
             f"{len(config.data.classes)} classes: {weights}"
         )
-    model = config.model
-    # MSMH reads the recurrent layer's output, or without one the last per-frame Dense's.
-    key, width = "model.gru_units", model.gru_units
-    if model.temporal == "none":
-        key, width = "model.dense_units[-1]", (model.dense_units or [None])[-1]
-    if model.pooling == "msmh" and width is not None and width % 2**model.heads:
-        raise ConfigError(
-            f"{key} ({width}) must be divisible by 2**model.heads ({2**model.heads}) for MSMH"
-        )
     if config.eval.protocol == "paper" and config.train.validation_subjects:
         raise ConfigError(
             "eval.protocol=paper validates on the test subject; set train.validation_subjects=0"
@@ -442,21 +439,10 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
         )
     if config.data.regions.margin < 0:
         raise ConfigError(f"data.regions.margin must be >= 0, got {config.data.regions.margin}")
-    for key in ("dropout", "head_dropout"):
-        if not 0.0 <= getattr(model, key) < 1.0:
-            raise ConfigError(f"model.{key} must be in [0, 1), got {getattr(model, key)}")
-    if model.branches not in (1, 2):
-        raise ConfigError(f"model.branches must be 1 or 2, got {model.branches}")
-    if config.data.regions.enabled and model.branches == 1:
-        raise ConfigError(
-            "data.regions.enabled needs model.branches=2: the 3x3x3 branch reads the regions"
-        )
-    if model.causal_attention_heads < 0:
-        raise ConfigError(
-            f"model.causal_attention_heads must be >= 0, got {model.causal_attention_heads}"
-        )
-    if model.causal_attention_heads and model.pooling == "none":
-        raise ConfigError("model.causal_attention_heads needs model.pooling msmh or multi_head")
+    family_config_class(config.model.family)  # the family exists
+    from mer.models import model_family
+
+    model_family(config.model.family).check(config)
     for key in ("ray_num_cpus", "ray_num_gpus", "fold_retries"):
         if getattr(config.run, key) < 0:
             raise ConfigError(f"run.{key} must be >= 0, got {getattr(config.run, key)}")

@@ -29,6 +29,8 @@ from mer.caveats import (
     summary_entries,
 )
 from mer.config import ExperimentConfig, check_config, resolve_path
+from mer.data.inputs import input_specs
+from mer.data.sheets import DataError
 from mer.data.sources import (
     DatasetSource,
     load_manifest,
@@ -54,6 +56,7 @@ from mer.training.loso import (
     build_model,
     loso_folds,
     run_loso,
+    seed_scheme,
     stratified_folds,
     write_split_lists,
 )
@@ -92,15 +95,9 @@ def versions() -> dict[str, str]:
     return found
 
 
-def input_shape(config: ExperimentConfig) -> tuple[int, int, int, int]:
-    """(frames, height, width, channels) of one model input."""
-    data = config.data
-    return (data.frames, data.size, data.size, 1 if data.grayscale else 3)
-
-
-def streams(config: ExperimentConfig) -> int:
-    """Model inputs: the whole face, plus the AU-region crops when regions are enabled."""
-    return 2 if config.data.regions.enabled else 1
+def describe_inputs(specs) -> str:
+    """The inputs as a run prints them: `frames (10, 128, 128, 3) + au_regions (...)`."""
+    return " + ".join(f"{spec.name} {tuple(spec.shape)}" for spec in specs)
 
 
 def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.DataFrame) -> int:
@@ -108,7 +105,7 @@ def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.Dat
     model's parameter count."""
     counts = manifest["label"].value_counts()
     subjects = manifest["subject"].nunique()
-    model = build_model(config, input_shape(config), streams(config))
+    model = build_model(config)
     where = source.root if source.root is not None else "parts " + ", ".join(source.spec.parts)
     print(f"Dataset {source.name}{' (built-in demo)' if source.demo else ''}: {where}")
     if source.sheet is not None:
@@ -132,7 +129,8 @@ def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.Dat
     for line in format_caveats(summary_entries(caveats)["caveats"]):
         print(line)
     print(
-        f"Model: input {input_shape(config)}, {model.count_params():,} parameters; "
+        f"Model: {config.model.family}, inputs {describe_inputs(input_specs(config.data))}, "
+        f"{model.count_params():,} parameters; "
         f"batch {config.train.batch_size}, learning rate {config.train.learning_rate}"
     )
     return model.count_params()
@@ -163,10 +161,7 @@ def run_experiment(
     """
     started = time.perf_counter()
     source = resolve_source(config.data)
-    config = dataclasses.replace(
-        config,
-        data=dataclasses.replace(config.data, classes=source.classes(config.data)),
-    )
+    config = dataclasses.replace(config, data=source.resolved(config.data))
     check_config(config, classes_known=True)  # class weights against the protocol's classes
     found = load_manifest(config.data, source)
     manifest = usable_samples(config.data, found)
@@ -188,7 +183,9 @@ def run_experiment(
     labels = np.array([config.data.classes.index(label) for label in manifest["label"]])
     folds, protocol = make_folds(config, manifest, labels)
     selected = select_folds(folds, only_folds)  # before the run folder: a typo writes nothing
+    fingerprint = data_fingerprint(manifest, prepared.keys)
     if resume is not None:
+        check_same_data(resume, fingerprint)
         run_dir = resume
     elif run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -197,6 +194,7 @@ def run_experiment(
     print(f"Run folder: {run_dir}")
     write_atomically(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_csv(run_dir / "manifest.csv", manifest)
+    write_json(run_dir / FINGERPRINT_FILE, fingerprint)
     if len(problems):
         write_csv(run_dir / "problems.csv", problems)
         write_csv(run_dir / "skipped.csv", skipped)
@@ -249,6 +247,7 @@ def run_experiment(
         parameters=parameters,
         skipped=len(skipped),
         seed=config.seed,
+        seed_scheme=seed_scheme(results),
         versions=versions(),
         timings={
             "preprocess_s": round(preprocess_seconds, 2),
@@ -260,11 +259,43 @@ def run_experiment(
         from mer.training.final import train_final_model
 
         subjects = manifest["subject"].nunique()
-        train_final_model(
-            streams, labels, config, run_dir, seed_index=len(folds), subjects=subjects
-        )
+        train_final_model(streams, labels, config, run_dir, subjects=subjects)
     print(f"Results: {run_dir}")
     return run_dir
+
+
+FINGERPRINT_FILE = "data_fingerprint.json"  # what each clip was, for --resume to compare
+
+
+def data_fingerprint(manifest: pd.DataFrame, keys: Sequence[str]) -> dict[str, list[str]]:
+    """Per sample: its subject, label and preprocessing key (media, row fields, settings)."""
+    return {
+        str(row.sample): [str(row.subject), str(row.label), key]
+        for row, key in zip(manifest.itertuples(), keys, strict=True)
+    }
+
+
+def check_same_data(run_dir: Path, fingerprint: dict[str, list[str]]) -> None:
+    """A resumed run must see the clips its finished folds saw.
+
+    Raises:
+        DataError: naming how many samples were added, removed or changed, and some of them.
+    """
+    path = run_dir / FINGERPRINT_FILE
+    if not path.is_file():  # a run folder of an older version: the folds' clips are checked
+        return
+    stored = json.loads(path.read_text())
+    changed = sorted(
+        sample
+        for sample in set(stored) | set(fingerprint)
+        if stored.get(sample) != fingerprint.get(sample)
+    )
+    if changed:
+        raise DataError(
+            f"--resume {run_dir}: the data changed since the run started: {len(changed)} "
+            f"sample(s) added, removed or changed (subject, label, media or settings), e.g. "
+            f"{', '.join(changed[:3])}; start a new run"
+        )
 
 
 SEEDS_FILE = "seeds.json"  # marks a parent folder of one run per seed
@@ -327,6 +358,9 @@ def make_folds(
         protocol = "loso: fixed epochs, final weights; the held-out subject is only predicted"
         if config.eval.protocol == "paper":
             protocol = f"paper ({PAPER_PROTOCOL.text}); loso folds"
+        elif run_caveats(config):
+            protocol = "loso: fixed epochs, final weights; see the caveats for what else of the "
+            protocol += "held-out subject is used"
     print(f"Folds: {protocol}")
     return folds, protocol
 

@@ -31,12 +31,11 @@ def _shown(path: Path) -> str:
 def write_architecture(config_path: str | Path, out_dir: str | Path, label: str = "") -> Path:
     """Builds the config's model and writes `architecture_<config name>.png` into out_dir."""
     from mer.evaluation.architecture import draw_architecture
-    from mer.experiment import input_shape, streams
     from mer.training.loso import build_model
 
     config_path = Path(config_path)
     config = load_config(config_path)
-    model = build_model(config, input_shape(config), streams(config))
+    model = build_model(config)
     inputs = ", ".join(f"{tensor.name} {tuple(tensor.shape[1:])}" for tensor in model.inputs)
     title = (
         f"{label or config_path.stem}\ninputs {inputs}; {len(config.data.classes)} classes; "

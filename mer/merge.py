@@ -19,18 +19,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mer.config import ConfigError, ExperimentConfig, load_config, resolve_path
+from mer.config import (
+    ConfigError,
+    ExperimentConfig,
+    config_differences,
+    load_config,
+    resolve_path,
+)
 from mer.data.datasets import load_dataset_spec
 from mer.experiment import (
     fold_names,
-    input_shape,
     make_folds,
     make_run_dir,
-    streams,
     versions,
     write_report,
 )
-from mer.training.loso import FoldResult, build_model, load_fold_result
+from mer.training.loso import FoldResult, build_model, load_fold_result, seed_scheme
 
 # settings that change no prediction: where and how a run writes, what fit prints, and the
 # extra model trained after the folds (merge writes the report only)
@@ -115,9 +119,10 @@ def merge_runs(run_dirs: Sequence[Path], out: Path | None = None) -> Path:
         results,
         protocol=protocol,
         dataset=dataset_name(config),
-        parameters=build_model(config, input_shape(config), streams(config)).count_params(),
+        parameters=build_model(config).count_params(),
         skipped=len(pd.read_csv(skipped)) if skipped.is_file() else 0,
         seed=config.seed,
+        seed_scheme=seed_scheme(results),
         versions=versions(),
         timings={"folds_s": {result.subject: round(result.seconds, 2) for result in results}},
         merged_from=[str(run_dir) for run_dir in run_dirs],
@@ -141,32 +146,14 @@ def read_manifest(run_dir: Path) -> pd.DataFrame:
     )
 
 
-def _flatten(values: dict, prefix: str = "") -> dict[str, object]:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _check_same_experiment(first: Path, config: ExperimentConfig, other: Path) -> None:
-    def relevant(settings: ExperimentConfig) -> dict[str, object]:
-        flat = _flatten(settings.to_dict())
-        return {
-            key: value
-            for key, value in flat.items()
-            if not any(key == name or key.startswith(f"{name}.") for name in IGNORED)
-        }
-
-    mine, theirs = relevant(config), relevant(_read_config(other))
-    for key in sorted(set(mine) | set(theirs)):
-        if mine.get(key) != theirs.get(key):
-            raise ConfigError(
-                f"{other} is another experiment than {first}: {key} is "
-                f"{theirs.get(key)!r} there, {mine.get(key)!r} here"
-            )
+    differences = config_differences(config, _read_config(other), IGNORED)
+    if differences:
+        key, mine, theirs = differences[0]
+        raise ConfigError(
+            f"{other} is another experiment than {first}: {key} is {theirs!r} there, "
+            f"{mine!r} here"
+        )
 
 
 def dataset_name(config: ExperimentConfig) -> str:

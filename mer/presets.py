@@ -22,7 +22,7 @@ import keras
 
 from mer.config import CONFIG_DIR, ExperimentConfig, load_config, resolve_path
 from mer.data.datasets import load_dataset_spec
-from mer.experiment import input_shape, streams
+from mer.data.inputs import input_specs
 from mer.training.loso import build_model
 
 PRESET_FOLDERS = ("", "ablations", "variants")  # under config/; datasets/ holds no presets
@@ -142,7 +142,7 @@ def build_preset(path: str | Path) -> tuple[ExperimentConfig, keras.Model]:
     config = load_config(resolve_path(path))
     classes = class_names(config)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, classes=classes))
-    return config, build_model(config, input_shape(config), streams(config))
+    return config, build_model(config)
 
 
 def summarize_preset(
@@ -165,8 +165,8 @@ def summarize_preset(
         name = str(path)
     return PresetSummary(
         name,
-        input_shape(config),
-        streams(config),
+        input_specs(config.data)[0].shape,
+        len(config.data.input_names()),
         len(config.data.classes),
         model.count_params(),
         PAPER_FIGURES.get(name),

@@ -11,7 +11,7 @@ import pytest
 
 from mer.cli import main
 from mer.config import CONFIG_DIR, PROJECT_ROOT, ConfigError, load_config
-from mer.experiment import input_shape, streams
+from mer.data.inputs import input_specs
 from mer.presets import (
     PAPER_FIGURES,
     build_preset,
@@ -31,8 +31,8 @@ def presets():
     results = {}
     for path in PRESETS:
         config, model = build_preset(path)
-        clip = np.zeros((1, *input_shape(config)), dtype="float32")
-        probabilities = np.asarray(model([clip] * 2 if streams(config) == 2 else clip))
+        clips = [np.zeros((1, *spec.shape), "float32") for spec in input_specs(config.data)]
+        probabilities = np.asarray(model(clips if len(clips) > 1 else clips[0]))
         summary = summarize_preset(path, (config, model))
         results[summary.name] = (summary, probabilities)
     return results
@@ -142,7 +142,7 @@ def test_variant_settings_are_checked(override, message):
 
 
 def test_variant_combinations_are_checked():
-    with pytest.raises(ConfigError, match="regions.enabled needs model.branches=2"):
+    with pytest.raises(ConfigError, match="au_regions. needs model.branches=2"):
         load_config(CONFIG_DIR / "dual_branch_au.yaml", ["model.branches=1"])
     with pytest.raises(ConfigError, match="causal_attention_heads needs model.pooling"):
         load_config(CONFIG_DIR / "variants/deception.yaml", ["model.pooling=none"])

@@ -1,6 +1,8 @@
 """Interruption and resume: a run killed (SIGKILL), resumed, interrupted (SIGINT) and resumed
 again equals an uninterrupted run."""
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -78,3 +80,43 @@ def test_killed_run_resumes_to_the_same_predictions(tmp_path, capsys):
 def test_resume_needs_a_run_folder(tmp_path, capsys):
     assert run_script("ME_model", "me_model.yaml", "test", ["--resume", str(tmp_path)]) == 2
     assert "config.yaml" in capsys.readouterr().err
+
+
+def test_resume_refuses_other_settings_changed_data_and_old_seeding(tmp_path, capsys):
+    """One fold of a run is trained; each resume below must stop before training, in one line."""
+    arguments = _arguments(tmp_path, "runs")
+    assert run_script("ME_model", "me_model.yaml", "test", [*arguments, "--folds", "1"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    capsys.readouterr()
+
+    def resume(*extra):
+        code = run_script("ME_model", "me_model.yaml", "test", ["--resume", str(run), *extra])
+        error = capsys.readouterr().err.strip()
+        return code, error
+
+    code, error = resume("--set", "train.epochs=50", "--set", "model.dropout=0.1")
+    assert code == 2 and len(error.splitlines()) == 1
+    assert "model.dropout 0.3 -> 0.1; train.epochs 2 -> 50" in error
+    assert resume("--set", "run.tensorboard=true", "--folds", "1")[0] == 0  # where it writes
+
+    video = tmp_path / "dataset" / "positive" / "s2_positive.avi"
+    status = video.stat()
+    os.utime(video, ns=(status.st_atime_ns, status.st_mtime_ns + 10**9))  # an edited clip
+    code, error = resume()
+    assert code == 2 and "the data changed since the run started: 1 sample" in error
+    assert "s2_positive" in error and "Traceback" not in error
+    os.utime(video, ns=(status.st_atime_ns, status.st_mtime_ns))
+
+    result_file = run / "folds" / "1" / "fold_result.json"
+    stored = json.loads(result_file.read_text())
+    old = {key: value for key, value in stored.items() if key not in ("seed", "seed_scheme")}
+    result_file.write_text(json.dumps(old))  # as an earlier version wrote it
+    code, error = resume()
+    assert code == 2 and "seeded as 'seed + fold index'" in error
+
+    (run / "data_fingerprint.json").unlink()  # an older run folder, whose fold held other clips
+    result_file.write_text(json.dumps({**stored, "test": [0]}))
+    code, error = resume()
+    assert code == 2 and "Traceback" not in error
+    assert error.splitlines()[-1].startswith("ME_model: data error: ")  # one line after tqdm's
+    assert "the fold's clips differ from the current data" in error.splitlines()[-1]

@@ -264,7 +264,7 @@ def explain_clip(
     images = [_rgb(stream[0]) for stream in streams]  # (frames, size, size, 3) per stream
     count, size = images[0].shape[:2]
     region = boxes = None
-    if bundle.data.regions.enabled:
+    if "au_regions" in bundle.data.input_names():
         row = manifest.iloc[0]
         full = np.stack(selected_frames(bundle.data, row))  # the frames the crops came from
         found = region_crops(bundle.data, full, row["aus"], str(row["path"]))

@@ -168,7 +168,7 @@ def preprocess_clips(
         DataError: naming every clip that failed.
     """
     data = bundle.data
-    if data.regions.enabled and manifest["aus"].isna().any():
+    if "au_regions" in data.input_names() and manifest["aus"].isna().any():
         logger.warning("no --aus given: the region stream gets the whole face (region 'face')")
     with tempfile.TemporaryDirectory(prefix="mer-predict-") as temporary:
         data = dataclasses.replace(data, on_bad="skip", cache_dir=str(cache_dir or temporary))

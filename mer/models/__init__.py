@@ -1,0 +1,52 @@
+"""Model families: `model.family` names the module `mer/models/<family>.py`.
+
+Such a module defines `FAMILY`, a `ModelFamily`: its typed `model:` config section, a builder
+from that section and the input specs (`mer.specs.InputSpec`), the loss it trains with, the
+`train:` defaults it declares (a preset's own values win), and the checks of its settings. The
+LOSO loop, the benchmark, presets, predict, explain and export receive the family and name none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from mer.specs import InputSpec
+
+DEFAULT_FAMILY = "mlsp"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFamily:
+    """One family of networks (see the module docstring)."""
+
+    name: str
+    config: type  # the dataclass of its `model:` section; its `family` field names the module
+    build: Callable[[Any, Sequence[InputSpec], int], Any]  # (section, specs, classes) -> Model
+    loss: Callable[[Any], Any]  # the experiment config -> a Keras loss
+    train_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    check: Callable[[Any], None] = lambda config: None  # raises ConfigError on a bad setting
+
+
+def known_families() -> list[str]:
+    """The modules of this package that define a family."""
+    names = [module.name for module in pkgutil.iter_modules(__path__)]
+    return sorted(name for name in names if hasattr(_module(name), "FAMILY"))
+
+
+def _module(name: str):
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def model_family(name: str) -> ModelFamily:
+    """The family `name`.
+
+    Raises:
+        ValueError: no such family, with the known ones.
+    """
+    if not isinstance(name, str) or not name.isidentifier() or name not in known_families():
+        raise ValueError(f"unknown model.family {name!r}; known: {', '.join(known_families())}")
+    return _module(name).FAMILY

@@ -103,7 +103,7 @@ def _fit(
         seed=seed,
     )
     batches = even_batches(batches, replicas, training=True)  # each device gets a share
-    model = build_model(config, streams[0][0].shape, streams=len(streams))
+    model = build_model(config)
     schedule = step_decay(
         config.train.learning_rate, config.train.decay_epochs, config.train.decay_factor
     )

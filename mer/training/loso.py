@@ -25,11 +25,12 @@ import pandas as pd
 
 from mer.config import ConfigError, ExperimentConfig
 from mer.data.batches import ClipBatches, Normalizer
+from mer.data.inputs import input_specs
 from mer.data.sheets import DataError
 from mer.evaluation.report import natural_sort_key, write_atomically, write_json
-from mer.models.builders import build_mlsp_model
+from mer.models import model_family
+from mer.specs import InputSpec
 from mer.training.distribution import distribution_scope, even_batches
-from mer.training.losses import WeightedCategoricalCrossentropy
 from mer.training.schedules import step_decay
 
 logger = logging.getLogger(__name__)
@@ -151,9 +152,10 @@ def write_split_lists(
             write_atomically(directory / f"{fold.subject}_{kind}.txt", lines)
 
 
-def build_model(config: ExperimentConfig, input_shape: Sequence[int], streams: int = 1):
-    """The configured network, compiled with the configured loss, optimiser, precision and XLA
-    setting (the dtype policy is set only while the layers are made, then restored)."""
+def build_model(config: ExperimentConfig, specs: Sequence[InputSpec] | None = None):
+    """The configured family's network for `specs` (by default the configured inputs'),
+    compiled with the family's loss and the configured optimiser, precision and XLA setting
+    (the dtype policy is set only while the layers are made, then restored)."""
     if config.train.precision == "mixed_float16" and _tensorflow_on_cpu():
         raise ConfigError(
             "train.precision=mixed_float16: TensorFlow has no float16 MaxPool3D kernel on CPU; "
@@ -161,13 +163,10 @@ def build_model(config: ExperimentConfig, input_shape: Sequence[int], streams: i
         )
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.train.precision)
+    family = model_family(config.model.family)
+    specs = input_specs(config.data) if specs is None else specs
     try:
-        model = build_mlsp_model(
-            input_shape,
-            len(config.data.classes),
-            streams=streams,
-            **dataclasses.asdict(config.model),
-        )
+        model = family.build(config.model, specs, len(config.data.classes))
     finally:
         keras.config.set_dtype_policy(previous)
     micro_batches = config.train.micro_batches
@@ -176,7 +175,7 @@ def build_model(config: ExperimentConfig, input_shape: Sequence[int], streams: i
             config.train.learning_rate,
             gradient_accumulation_steps=micro_batches if micro_batches > 1 else None,
         ),
-        loss=WeightedCategoricalCrossentropy(config.train.class_weights),
+        loss=family.loss(config),
         metrics=["accuracy"],
         jit_compile=config.train.jit_compile,
     )
@@ -273,7 +272,7 @@ def _fit_and_predict(
     batches = even_batches(batches, replicas, training=True)  # each device gets a share
     if validation is not None:
         validation = even_batches(validation, replicas)
-    model = build_model(config, streams[0][0].shape, streams=len(streams))
+    model = build_model(config)
     fit_callbacks = [
         *callbacks,
         FiniteLossGuard(fold.subject),

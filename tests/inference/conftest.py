@@ -77,7 +77,7 @@ def _untrained_bundle(folder, overrides=()):
         [*TINY, "data.normalization=train_fold", *overrides],
     )
     keras.utils.set_random_seed(0)
-    model = build_model(config, (4, 16, 16, 3))
+    model = build_model(config)
     random = np.random.default_rng(0)
     normalizer = Normalizer.fit(
         "train_fold", [random.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8)]

@@ -144,7 +144,7 @@ BACKEND_SCRIPT = textwrap.dedent(
     """
     import numpy as np, keras
     from mer.models.builders import build_mlsp_model
-    from mer.training.losses import WeightedCategoricalCrossentropy
+    from mer.models.losses import WeightedCategoricalCrossentropy
     assert keras.backend.backend() == "{backend}", keras.backend.backend()
     model = build_mlsp_model((4, 16, 16, 3), 3, streams=2, **{tiny})
     x = np.random.default_rng(0).normal(size=(4, 4, 16, 16, 3)).astype("float32")

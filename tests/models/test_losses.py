@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from mer.training.losses import WeightedCategoricalCrossentropy
+from mer.models.losses import WeightedCategoricalCrossentropy
 from mer.training.schedules import step_decay
 
 

@@ -94,7 +94,7 @@ def test_micro_batches_give_the_same_update_as_the_whole_batch():
     for micro_batches in (1, 2):
         config = load_config(None, [*overrides, f"train.micro_batches={micro_batches}"])
         keras.utils.set_random_seed(0)
-        model = build_model(config, clips.shape[1:])
+        model = build_model(config)
         model.fit(clips, targets, batch_size=step_batch_size(config), epochs=2, shuffle=False,
                   verbose=0)
         weights.append(model.get_weights())

@@ -22,16 +22,7 @@ import pandas as pd
 
 from mer.config import ConfigError, DataConfig
 from mer.data.frames import frame_changes, frame_numbers, read_frames, select_positions
-
-
-@dataclasses.dataclass(frozen=True)
-class InputSpec:
-    """One model input as the network sees it."""
-
-    name: str  # the input type's name, e.g. "frames"
-    shape: tuple[int, ...]  # per sample, e.g. (frames, height, width, channels)
-    dtype: str = "uint8"  # as stored in the cache
-    normalization: str | None = None  # None: data.normalization; else this fixed mode
+from mer.specs import InputSpec
 
 
 @dataclasses.dataclass(frozen=True)
