@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,6 +11,8 @@ from mer.cli import main
 from mer.data.regions import region_for_aus
 from mer.inference.bundle import load_bundle
 from mer.inference.explain import grad_cam, input_streams, resize_map
+from mer.models.builders import build_mlsp_model
+from mer.training.loso import make_deterministic
 
 
 def _explain(capsys, arguments):
@@ -62,3 +65,39 @@ def test_explain_spots_the_window_as_predict_does(onset_offset_bundle, tmp_path,
     result = _explain(capsys, ["--model", str(model), str(video), "--out", str(tmp_path), *window])
     assert result["spotted"] is False and result["window"] == [2, 5]
 
+
+def _blob_clips(random: np.random.Generator, present: np.ndarray) -> np.ndarray:
+    """Noise clips of 4 frames of 32x32, normalised to zero mean; where `present`, a bright 6x6
+    blob near the centre of the top-right quadrant (rows 0-15, columns 16-31), in every frame.
+    Zero-mean noise keeps the zero padding from looking like a blob, and a fixed normalisation
+    keeps the blob from changing the statistics of the rest of the clip."""
+    clips = random.integers(0, 128, (len(present), 4, 32, 32, 3)).astype(np.float32)
+    for index in np.flatnonzero(present):
+        row, column = np.array([5, 21]) + random.integers(-2, 3, 2)  # blob centred at (8, 24)
+        clips[index, :, row : row + 6, column : column + 6] = 255
+    return (clips - 64) / 64
+
+
+def test_grad_cam_peaks_where_the_label_is():
+    """A tiny model learns that a blob in the top-right quadrant means class 1; on new clips
+    with the blob its Grad-CAM of class 1 is largest inside that quadrant (not symmetric under
+    a swap of height and width, so a transposed or misplaced map fails). It shows where the
+    model looks, not which class the evidence favours: at merge_conv, whose outputs are signed
+    (before the activation), the negated gradient peaks on the blob as well."""
+    make_deterministic()
+    keras.utils.set_random_seed(0)
+    random = np.random.default_rng(0)
+    labels = np.arange(64) % 2
+    model = build_mlsp_model((4, 32, 32, 3), 2, branches=1, branch_filters=8, merge_filters=8,
+                             cam="none", temporal="none", pooling="none", dense_units=(8,),
+                             head_units=(8,), dropout=0.0, l2=0.0)
+    model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy")
+    model.fit(_blob_clips(random, labels == 1), np.eye(2)[labels], epochs=10, batch_size=8,
+              verbose=0)
+    clips = _blob_clips(random, np.ones(4, dtype=bool))
+    assert (model.predict(clips, verbose=0).argmax(axis=1) == 1).all()  # it learnt the blob
+    for clip in clips:
+        [cam] = grad_cam(model, [clip[None]], 1)  # at merge_conv: (2, 11, 11)
+        shown = resize_map(cam, 4, 32)  # as drawn over the frames
+        _, row, column = np.unravel_index(shown.argmax(), shown.shape)
+        assert row < 16 and column >= 16, (row, column)
