@@ -1,16 +1,23 @@
 """Deterministic synthetic micro-expression demo dataset.
 
 Renders short clips of a real face (a public-domain photo with stored dlib landmarks) in which
-one brief, subtle, class-specific movement happens, so the whole training pipeline can be run
-end to end without licensed data. Each subject is a distinct variant of the face (shape warp,
-skin tone, lighting, noise); distractors (blinks, drift, jitter, sensor noise) are independent
-of the class. The output uses the "class folder" layout read by the project's normal readers.
+one brief, subtle movement happens, so the whole training pipeline can be run end to end without
+licensed data. Each subject is a distinct variant of the face (shape warp, skin tone, lighting,
+noise); distractors (blinks, drift, jitter, sensor noise) are independent of the class. The
+output uses the "class folder" layout read by the project's normal readers.
+
+Two styles. `standard`: one fixed few-pixel movement per class, easy to learn (a smoke test).
+`realistic`: each clip copies the action units, onset/apex/offset timing and MEGC2019 label of
+a row of the shipped CASME II sheet (rows drawn per subject, so the sheet's class imbalance
+stays), each AU moving its own landmarks by 0.5-1.5 px at 128 px; classes share AUs (AU4 in
+negatives and positives, AU12 in all three), so it separates strong recognizers from weak ones.
 """
 
 import json
 import math
 import os
 import pathlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -18,6 +25,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from mer.data.aus import parse_action_units
+from mer.data.datasets import build_dataset_manifest, load_dataset_spec, sheet_path
+
+STYLES = ("standard", "realistic")
 CLASS_NAMES = ("negative", "positive", "surprise")
 ACTION_UNITS = {"negative": "4+15", "positive": "6+12", "surprise": "1+2+5"}
 SHEET_COLUMNS = (
@@ -29,6 +40,14 @@ SHEET_COLUMNS = (
     "Action Units",
     "Estimated Emotion",
 )
+SOURCE_COLUMN = "Source"  # realistic style: the CASME II sample a clip copies
+SOURCE_DATASET = "casme2"  # realistic style: the sheet it copies (MEGC2019 classes)
+REFERENCE_SIZE = 128  # frame size at which the realistic style's displacements are given
+# Realistic style: frame jitter as a share of the standard's +-0.3 px, so that it keeps the
+# standard's ratio to the expression (a tenth of the mean amplitude): a seated subject asked to
+# keep still, whose head tremor is smaller than the movement to be recognised.
+REALISTIC_JITTER = 1 / 3
+REALISTIC_STREAM = 3  # seeds realistic clips apart from the standard ones (class indices 0-2)
 SHEET_FILENAME = "demo_coding.xlsx"
 SHEET_NAME = "Sheet1"
 MARKER_FILENAME = "demo_spec.json"
@@ -47,30 +66,82 @@ class Bump(NamedTuple):
     sigma: float
 
 
-# Image left is the subject's right; y grows downwards.
+class ActionUnitMovement(NamedTuple):
+    """The bumps of one action unit: `side` on the subject's right half of the face (mirrored
+    for the left), `midline` on the face's axis (moved whichever side the cell names)."""
+
+    side: tuple[Bump, ...]
+    midline: tuple[Bump, ...] = ()
+
+
+# dlib-68 landmark pairs that swap in a mirror image (the others lie on the face's axis).
+MIRROR_PAIRS = (
+    *((index, 16 - index) for index in range(8)),  # jaw
+    *((17 + index, 26 - index) for index in range(5)),  # brows
+    (31, 35), (32, 34),  # nostrils
+    (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46),  # eyes
+    (48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67),  # lips
+)  # fmt: skip
+MIRRORED_LANDMARK = {
+    **{index: index for index in range(68)},
+    **dict(MIRROR_PAIRS),
+    **{right: left for left, right in MIRROR_PAIRS},
+}
+
+# Image left is the subject's right; y grows downwards. Directions in units of the clip's
+# amplitude, sigmas in source pixels (the face box is 90 source pixels wide).
+ACTION_UNIT_MOVEMENTS = {
+    1: ActionUnitMovement((Bump((19, 20, 21), (0.0, -1.0), 7.0),)),  # inner brow raiser
+    2: ActionUnitMovement((Bump((17, 18), (0.0, -0.9), 7.0),)),  # outer brow raiser
+    4: ActionUnitMovement(  # brow lowerer: down and together
+        (Bump((19, 20, 21), (0.5, 0.8), 7.0), Bump((17, 18), (0.2, 0.6), 7.0))
+    ),
+    5: ActionUnitMovement((Bump((37, 38), (0.0, -0.6), 4.0),)),  # upper lid raiser
+    6: ActionUnitMovement((Bump((1, 2, 3, 29, 31), (0.0, -0.8), 9.0),)),  # cheek raiser
+    7: ActionUnitMovement(  # lid tightener: lower lid up, upper lid a little down
+        (Bump((40, 41), (0.0, -0.7), 4.0), Bump((37, 38), (0.0, 0.3), 4.0))
+    ),
+    9: ActionUnitMovement(  # nose wrinkler: nostril wing up, inner brow pulled down
+        (Bump((31, 32), (0.2, -0.8), 5.0), Bump((21,), (0.2, 0.5), 5.0))
+    ),
+    10: ActionUnitMovement((Bump((49, 50), (0.0, -0.8), 5.0),)),  # upper lip raiser
+    12: ActionUnitMovement((Bump((48,), (-0.6, -0.8), 6.0),)),  # lip corner puller
+    14: ActionUnitMovement(  # dimpler: lip corner pulled back, dimple beside it
+        (Bump((48,), (-0.7, 0.0), 5.0), Bump((4, 48), (0.4, 0.0), 5.0))
+    ),
+    15: ActionUnitMovement((Bump((48,), (-0.15, 1.0), 6.0),)),  # lip corner depressor
+    17: ActionUnitMovement(  # chin raiser: chin boss and lower lip pushed up
+        (), (Bump((7, 8, 9), (0.0, -0.8), 8.0), Bump((56, 57, 58), (0.0, -0.6), 5.0))
+    ),
+    25: ActionUnitMovement(  # lips part
+        (), (Bump((56, 57, 58), (0.0, 0.6), 4.0), Bump((50, 51, 52), (0.0, -0.2), 4.0))
+    ),
+    26: ActionUnitMovement(  # jaw drop
+        (), (Bump((7, 8, 9), (0.0, 1.0), 10.0), Bump((56, 57, 58), (0.0, 0.8), 5.0))
+    ),
+    38: ActionUnitMovement((Bump((31,), (-0.6, 0.0), 4.0),)),  # nostril dilator
+    43: ActionUnitMovement((Bump((37, 38), (0.0, 1.0), 4.0),)),  # eyes closed
+}
+
+
+def _mirrored(bump: Bump) -> Bump:
+    """The same bump on the other half of the face."""
+    landmarks = tuple(sorted(MIRRORED_LANDMARK[index] for index in bump.landmarks))
+    dx, dy = bump.direction
+    return Bump(landmarks, (-dx + 0.0, dy), bump.sigma)  # + 0.0: no negative zero
+
+
+def _both_sides(*numbers: int) -> tuple[Bump, ...]:
+    """The side bumps of some AUs on the subject's right, then the same on the left."""
+    right = tuple(bump for number in numbers for bump in ACTION_UNIT_MOVEMENTS[number].side)
+    return right + tuple(_mirrored(bump) for bump in right)
+
+
+# The standard style's one movement per class (the order of the sum is part of its output).
 EXPRESSION_BUMPS = {
-    "negative": (  # AU4 brow lowerer (down and together), AU15 lip corner depressor
-        Bump((19, 20, 21), (0.5, 0.8), 7.0),
-        Bump((17, 18), (0.2, 0.6), 7.0),
-        Bump((22, 23, 24), (-0.5, 0.8), 7.0),
-        Bump((25, 26), (-0.2, 0.6), 7.0),
-        Bump((48,), (-0.15, 1.0), 6.0),
-        Bump((54,), (0.15, 1.0), 6.0),
-    ),
-    "positive": (  # AU6 cheek raiser, AU12 lip corner puller (up and outward)
-        Bump((48,), (-0.6, -0.8), 6.0),
-        Bump((54,), (0.6, -0.8), 6.0),
-        Bump((1, 2, 3, 29, 31), (0.0, -0.8), 9.0),
-        Bump((13, 14, 15, 29, 35), (0.0, -0.8), 9.0),
-    ),
-    "surprise": (  # AU1 inner and AU2 outer brow raiser, AU5 upper lid raiser
-        Bump((19, 20, 21), (0.0, -1.0), 7.0),
-        Bump((17, 18), (0.0, -0.9), 7.0),
-        Bump((22, 23, 24), (0.0, -1.0), 7.0),
-        Bump((25, 26), (0.0, -0.9), 7.0),
-        Bump((37, 38), (0.0, -0.6), 4.0),
-        Bump((43, 44), (0.0, -0.6), 4.0),
-    ),
+    "negative": _both_sides(4) + _both_sides(15),
+    "positive": _both_sides(12) + _both_sides(6),
+    "surprise": _both_sides(1, 2) + _both_sides(5),
 }
 # Upper lids pulled down over the eyes; direction in units of the eye opening (source pixels).
 BLINK_BUMPS = (Bump((37, 38), (0.0, 6.0), 4.0), Bump((43, 44), (0.0, 6.0), 4.0))
@@ -83,14 +154,25 @@ class DemoSpec:
     """Size and randomness of the demo dataset; validated on construction."""
 
     subjects: int = 6
-    clips_per_class: int = 4  # per subject and class
+    clips_per_class: int = 4  # standard: per subject and class
     frames: int = 24
     size: int = 128
-    amplitude: float = 3.0  # apex displacement, output pixels
+    amplitude: float = 3.0  # standard: apex displacement, output pixels
     seed: int = 0
+    style: str = "standard"  # one of STYLES
+    clips_per_subject: int = 12  # realistic: sheet rows drawn per subject
+    amplitude_min: float = 0.5  # realistic: apex displacement range, pixels at 128 px
+    amplitude_max: float = 1.5
 
     def __post_init__(self) -> None:
-        minimums = {"subjects": 2, "clips_per_class": 1, "frames": 8, "size": 32, "seed": 0}
+        minimums = {
+            "subjects": 2,
+            "clips_per_class": 1,
+            "frames": 8,
+            "size": 32,
+            "seed": 0,
+            "clips_per_subject": 1,
+        }
         for name, minimum in minimums.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -99,6 +181,19 @@ class DemoSpec:
         if not (math.isfinite(self.amplitude) and 0.0 <= self.amplitude <= 0.1 * self.size):
             raise ValueError(
                 f"DemoSpec.amplitude must be in [0, {0.1 * self.size}], got {self.amplitude!r}"
+            )
+        if self.style not in STYLES:
+            raise ValueError(f"DemoSpec.style must be one of {STYLES}, got {self.style!r}")
+        for name in ("amplitude_min", "amplitude_max"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 < value <= 0.1 * REFERENCE_SIZE):
+                raise ValueError(
+                    f"DemoSpec.{name} must be in (0, {0.1 * REFERENCE_SIZE}], got {value!r}"
+                )
+        if self.amplitude_min > self.amplitude_max:
+            raise ValueError(
+                f"DemoSpec.amplitude_min must not exceed amplitude_max, got "
+                f"{self.amplitude_min!r} > {self.amplitude_max!r}"
             )
 
 
@@ -203,14 +298,46 @@ def _raised_cosine(frames: int, onset: int, apex: int, offset: int) -> np.ndarra
 def _render_with(
     face: _Face, view: _SubjectView, spec: DemoSpec, subject: int, class_name: str, index: int
 ) -> tuple[np.ndarray, dict]:
-    """Renders one clip with already prepared face and subject state (see render_clip)."""
+    """Renders one standard clip with already prepared face and subject state (see render_clip)."""
     class_index = CLASS_NAMES.index(class_name)
     rng = np.random.default_rng([spec.seed, subject, class_index, index])
     onset, apex, offset = _timing(rng, spec.frames)
     output_to_source = 2 * face.half_side / spec.size
     amplitude = spec.amplitude * rng.uniform(0.75, 1.25) * output_to_source
     expression = _raised_cosine(spec.frames, onset, apex, offset) * amplitude
+    expression_field = _bump_field(face, view, EXPRESSION_BUMPS[class_name])
+    video, blink_frames = _render_frames(
+        face, view, spec, rng, expression, expression_field, drift_scale=1.0, jitter_scale=1.0
+    )
+    info = {
+        "onset": onset,
+        "apex": apex,
+        "offset": offset,
+        "aus": ACTION_UNITS[class_name],
+        "blink_frames": blink_frames,
+        "landmarks": view.landmarks.copy(),
+    }
+    return video, info
 
+
+def _render_frames(
+    face: _Face,
+    view: _SubjectView,
+    spec: DemoSpec,
+    rng: np.random.Generator,
+    expression: np.ndarray,
+    expression_field: np.ndarray,
+    drift_scale: float,
+    jitter_scale: float,
+) -> tuple[np.ndarray, list[int]]:
+    """Warps the face by expression[frame] times the field (source pixels) in each frame, with
+    the distractors drawn from rng: a blink, head drift (0.2-1 px over the clip) and jitter
+    (+-0.3 px per frame) times their scales, sensor noise.
+
+    Returns:
+        Frames as uint8 RGB (frames, size, size, 3) and the 1-based frames of the blink.
+    """
+    output_to_source = 2 * face.half_side / spec.size
     closure = np.zeros(spec.frames)
     blink_frames: list[int] = []
     if rng.random() < BLINK_PROBABILITY:
@@ -223,8 +350,8 @@ def _render_with(
     drift_angle = rng.uniform(0.0, 2 * math.pi)
     drift = rng.uniform(0.2, 1.0) * np.array([math.cos(drift_angle), math.sin(drift_angle)])
     jitter = rng.uniform(-0.3, 0.3, size=(spec.frames, 2))
-    translations = np.linspace(0.0, 1.0, spec.frames)[:, None] * drift + jitter  # output pixels
-    expression_field = _bump_field(face, view, EXPRESSION_BUMPS[class_name])
+    ramp = np.linspace(0.0, 1.0, spec.frames)[:, None]
+    translations = ramp * drift * drift_scale + jitter * jitter_scale  # output pixels
     blink_field = _bump_field(face, view, BLINK_BUMPS)
     eye_mask = sum(_gaussian(face, view, eye, EYE_SIGMA) for eye in EYE_LANDMARKS)[..., None]
     video = np.empty((spec.frames, spec.size, spec.size, 3), dtype=np.uint8)
@@ -240,15 +367,7 @@ def _render_with(
         small = cv2.resize(work * shading, (spec.size, spec.size), interpolation=cv2.INTER_AREA)
         small += view.noise_sigma * rng.standard_normal(small.shape, dtype=np.float32)
         video[frame] = np.clip(np.rint(small), 0, 255)
-    info = {
-        "onset": onset,
-        "apex": apex,
-        "offset": offset,
-        "aus": ACTION_UNITS[class_name],
-        "blink_frames": blink_frames,
-        "landmarks": view.landmarks.copy(),
-    }
-    return video, info
+    return video, blink_frames
 
 
 def render_clip(
@@ -274,12 +393,168 @@ def render_clip(
 
 def _check_clip(spec: DemoSpec, subject: int, class_name: str, index: int) -> None:
     """Raises ValueError for a clip that is not part of the spec."""
+    if spec.style != "standard":
+        raise ValueError(
+            f"render_clip renders the standard style, got style {spec.style!r}; "
+            "use plan_realistic and render_realistic"
+        )
     if class_name not in CLASS_NAMES:
         raise ValueError(f"unknown class name {class_name!r}; expected one of {CLASS_NAMES}")
     if not 1 <= subject <= spec.subjects:
         raise ValueError(f"subject must be in 1..{spec.subjects}, got {subject!r}")
     if not 1 <= index <= spec.clips_per_class:
         raise ValueError(f"clip index must be in 1..{spec.clips_per_class}, got {index!r}")
+
+
+class RealisticClip(NamedTuple):
+    """One clip of the realistic style: a CASME II row placed in the demo's frames."""
+
+    subject: int  # 1-based demo subject
+    index: int  # 1-based clip number within the subject
+    filename: str  # see demo_filename (numbered within the subject and label)
+    label: str  # the row's MEGC2019 class, one of CLASS_NAMES
+    aus: str  # the row's AU cell, as the project's parser writes it
+    onset: int  # 1-based demo frames, onset < apex < offset
+    apex: int
+    offset: int
+    source: str  # the CASME II sample, e.g. "sub05/EP02_01f"
+
+
+def _source_rows() -> pd.DataFrame:
+    """The MEGC2019 rows of the shipped CASME II sheet (sample, label, onset/apex/offset, aus)."""
+    dataset = load_dataset_spec(SOURCE_DATASET)
+    sheet = sheet_path(dataset, None, None)
+    return build_dataset_manifest(dataset, None, sheet, sheets_only=True).samples
+
+
+def plan_realistic(spec: DemoSpec) -> list[RealisticClip]:
+    """Draws each subject's clips from the CASME II sheet's rows, identical for identical specs.
+
+    Each subject gets `clips_per_subject` distinct rows, drawn uniformly (so labels follow the
+    sheet's imbalance). The sheet's timing (200 fps) is shrunk by one factor for all rows, so
+    that its longest onset-offset span fills the clip but for two frames, and each span is
+    placed at a random start.
+
+    Raises:
+        ValueError: more clips per subject than the sheet has rows.
+    """
+    rows = _source_rows()
+    if spec.clips_per_subject > len(rows):
+        raise ValueError(
+            f"DemoSpec.clips_per_subject must be at most the sheet's {len(rows)} rows, "
+            f"got {spec.clips_per_subject!r}"
+        )
+    scale = (spec.frames - 2) / (rows["offset"] - rows["onset"]).max()
+    clips = []
+    for subject in range(1, spec.subjects + 1):
+        rng = np.random.default_rng([spec.seed, subject, REALISTIC_STREAM])
+        chosen = rng.choice(len(rows), size=spec.clips_per_subject, replace=False)
+        counts = dict.fromkeys(CLASS_NAMES, 0)
+        for index, row in enumerate(rows.iloc[chosen].itertuples(), start=1):
+            span = max(2, round((row.offset - row.onset) * scale))
+            rise = min(max(1, round((row.apex - row.onset) * scale)), span - 1)
+            onset = int(rng.integers(1, spec.frames - span + 1))
+            counts[row.label] += 1
+            clips.append(
+                RealisticClip(
+                    subject=subject,
+                    index=index,
+                    filename=demo_filename(subject, row.label, counts[row.label]),
+                    label=row.label,
+                    aus=row.aus,
+                    onset=onset,
+                    apex=onset + rise,
+                    offset=onset + span,
+                    source=row.sample,
+                )
+            )
+    return clips
+
+
+def _action_unit_bumps(aus: str) -> tuple[Bump, ...]:
+    """The bumps of an AU cell: each AU's side bumps on the side it names (both if none),
+    plus its midline bumps.
+
+    Raises:
+        ValueError: an AU the movement table lacks, a side other than L or R, or no AU.
+    """
+    bumps: list[Bump] = []
+    for unit in parse_action_units(aus):
+        if unit.number not in ACTION_UNIT_MOVEMENTS:
+            known = sorted(ACTION_UNIT_MOVEMENTS)
+            raise ValueError(f"AU {unit.number} of {aus!r} has no movement; known: {known}")
+        movement = ACTION_UNIT_MOVEMENTS[unit.number]
+        if unit.side not in (None, "L", "R"):
+            raise ValueError(f"AU side {unit.side!r} of {aus!r} has no movement; known: L, R")
+        if unit.side in (None, "R"):  # the subject's right: the image's left
+            bumps.extend(movement.side)
+        if unit.side in (None, "L"):
+            bumps.extend(_mirrored(bump) for bump in movement.side)
+        bumps.extend(movement.midline)
+    if not bumps:
+        raise ValueError(f"AU cell {aus!r} names no action unit: nothing would move")
+    return tuple(bumps)
+
+
+def render_realistic(spec: DemoSpec, clip: RealisticClip) -> tuple[np.ndarray, dict]:
+    """Renders one realistic clip (see plan_realistic), identical for identical arguments.
+
+    The clip's AU bumps are scaled so that the largest displacement of the face at apex is the
+    clip's amplitude, drawn uniformly in [amplitude_min, amplitude_max] x size / 128 pixels.
+
+    Returns:
+        Frames as uint8 RGB (frames, size, size, 3), and an info dict with the clip's fields,
+        its ``amplitude`` (output pixels), the 1-based ``blink_frames``, the subject's neutral
+        ``landmarks`` (68, 2) and their displacement at apex, ``landmark_motion`` (68, 2),
+        both in output pixels.
+    """
+    if spec.style != "realistic":
+        raise ValueError(f"render_realistic needs style 'realistic', got {spec.style!r}")
+    if not 1 <= clip.subject <= spec.subjects:
+        raise ValueError(f"subject must be in 1..{spec.subjects}, got {clip.subject!r}")
+    if not 1 <= clip.onset < clip.apex < clip.offset <= spec.frames:
+        raise ValueError(
+            f"need 1 <= onset < apex < offset <= {spec.frames}, got "
+            f"{(clip.onset, clip.apex, clip.offset)!r}"
+        )
+    face = _load_face()
+    return _render_realistic_with(face, _subject_view(face, spec, clip.subject), spec, clip)
+
+
+def _render_realistic_with(
+    face: _Face, view: _SubjectView, spec: DemoSpec, clip: RealisticClip
+) -> tuple[np.ndarray, dict]:
+    """Renders one realistic clip with already prepared face and subject state."""
+    rng = np.random.default_rng([spec.seed, clip.subject, REALISTIC_STREAM, clip.index])
+    motion_scale = spec.size / REFERENCE_SIZE
+    amplitude = rng.uniform(spec.amplitude_min, spec.amplitude_max) * motion_scale
+    source_field = _bump_field(face, view, _action_unit_bumps(clip.aus))
+    # Output pixels per source-field unit: source vectors through the subject's warp, scaled.
+    output_per_source = np.linalg.inv(view.inverse_warp).T * spec.size / (2 * face.half_side)
+    output_field = source_field @ output_per_source.astype(np.float32)
+    peak = float(np.linalg.norm(output_field, axis=-1).max())
+    expression = _raised_cosine(spec.frames, clip.onset, clip.apex, clip.offset) * amplitude
+    video, blink_frames = _render_frames(
+        face,
+        view,
+        spec,
+        rng,
+        expression,
+        source_field / peak,
+        drift_scale=motion_scale,
+        jitter_scale=motion_scale * REALISTIC_JITTER,
+    )
+    work = source_field.shape[0]
+    where = ((view.landmarks + 0.5) * work / spec.size - 0.5).astype(np.float32)[:, None, :]
+    motion = cv2.remap(output_field * (amplitude / peak), where, None, cv2.INTER_LINEAR)
+    info = {
+        **clip._asdict(),
+        "amplitude": amplitude,
+        "blink_frames": blink_frames,
+        "landmarks": view.landmarks.copy(),
+        "landmark_motion": motion[:, 0, :].astype(np.float64),
+    }
+    return video, info
 
 
 def demo_filename(subject: int, class_name: str, index: int) -> str:
@@ -308,48 +583,64 @@ def _read_marker(path: pathlib.Path) -> dict | None:
         return None
 
 
+def _rendered_clips(spec: DemoSpec) -> Iterator[tuple[np.ndarray, dict]]:
+    """Every clip of the spec, rendered: its frames and its sheet row (column -> value)."""
+    face = _load_face()
+    views = {subject: _subject_view(face, spec, subject) for subject in range(1, spec.subjects + 1)}
+    if spec.style == "realistic":
+        for clip in plan_realistic(spec):
+            frames, _ = _render_realistic_with(face, views[clip.subject], spec, clip)
+            values = (clip.subject, clip.filename, clip.onset, clip.apex, clip.offset, clip.aus)
+            row = dict(zip(SHEET_COLUMNS, (*values, clip.label), strict=True))
+            yield frames, {**row, SOURCE_COLUMN: clip.source}
+        return
+    for subject, view in views.items():
+        for class_name in CLASS_NAMES:
+            for index in range(1, spec.clips_per_class + 1):
+                frames, info = _render_with(face, view, spec, subject, class_name, index)
+                name = demo_filename(subject, class_name, index)
+                timing = (info["onset"], info["apex"], info["offset"])
+                values = (subject, name, *timing, info["aus"], class_name)
+                yield frames, dict(zip(SHEET_COLUMNS, values, strict=True))
+
+
 def generate_demo(
     root: str | os.PathLike, spec: DemoSpec = DemoSpec(), *, force: bool = False
 ) -> pathlib.Path:
     """Writes the demo dataset under root (if not already there for the same spec).
 
-    The marker file ``demo_spec.json`` is removed first and written last, so an interrupted
-    generation is never taken as complete. Demo videos left over from another spec are removed.
+    The marker file ``demo_spec.json`` holds the spec; a different spec (any field, the style
+    included) regenerates. It is removed first and written last, so an interrupted generation
+    is never taken as complete. Demo videos left over from another spec are removed.
 
     Returns:
-        Path of the coding sheet ``<root>/demo_coding.xlsx``.
+        Path of the coding sheet ``<root>/demo_coding.xlsx`` (the realistic style adds a
+        ``Source`` column naming the CASME II sample each clip copies).
     """
     root = pathlib.Path(root)
-    sheet_path = root / SHEET_FILENAME
+    coding_sheet = root / SHEET_FILENAME
     marker_path = root / MARKER_FILENAME
-    if not force and sheet_path.is_file() and _read_marker(marker_path) == asdict(spec):
-        return sheet_path
+    if not force and coding_sheet.is_file() and _read_marker(marker_path) == asdict(spec):
+        return coding_sheet
     marker_path.unlink(missing_ok=True)
 
-    face = _load_face()
+    for class_name in CLASS_NAMES:
+        (root / class_name).mkdir(parents=True, exist_ok=True)
     rows = []
     written: set[pathlib.Path] = set()
-    for subject in range(1, spec.subjects + 1):
-        view = _subject_view(face, spec, subject)
-        for class_name in CLASS_NAMES:
-            folder = root / class_name
-            folder.mkdir(parents=True, exist_ok=True)
-            for index in range(1, spec.clips_per_class + 1):
-                frames, info = _render_with(face, view, spec, subject, class_name, index)
-                name = demo_filename(subject, class_name, index)
-                video_path = folder / f"{name}.avi"
-                _write_video(video_path, frames)
-                written.add(video_path)
-                timing_columns = (info["onset"], info["apex"], info["offset"])
-                rows.append((subject, name, *timing_columns, info["aus"], class_name))
+    for frames, row in _rendered_clips(spec):
+        video_path = root / row["Estimated Emotion"] / f"{row['Filename']}.avi"
+        _write_video(video_path, frames)
+        written.add(video_path)
+        rows.append(row)
     for class_name in CLASS_NAMES:
         for stale in (root / class_name).glob(f"sub*_{class_name}_*.avi"):
             if stale not in written:
                 stale.unlink()
 
-    sheet = pd.DataFrame(rows, columns=list(SHEET_COLUMNS))
-    sheet.to_excel(sheet_path, sheet_name=SHEET_NAME, index=False, engine="openpyxl")
+    sheet = pd.DataFrame(rows)
+    sheet.to_excel(coding_sheet, sheet_name=SHEET_NAME, index=False, engine="openpyxl")
     partial_marker = marker_path.with_suffix(".partial")
     partial_marker.write_text(json.dumps(asdict(spec), indent=2))
     os.replace(partial_marker, marker_path)
-    return sheet_path
+    return coding_sheet
