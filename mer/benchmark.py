@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from mer.config import ExperimentConfig, SheetColumns
-from mer.data.batches import ClipBatches, Normalizer
+from mer.data.batches import ClipBatches, fit_normalizers
 from mer.data.cache import ClipCache
 from mer.models.flops import forward_flops, training_flops
 
@@ -110,7 +110,7 @@ def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int |
     with tempfile.TemporaryDirectory(prefix="mer-bench-") as scratch:
         cached = _cached_clips(Path(scratch), plan.clips, shapes, config.seed)
         labels = np.arange(plan.clips) % classes
-        normalizers = [Normalizer.fit(config.data.normalization, stream) for stream in cached]
+        normalizers = fit_normalizers(config.data, cached)
         batches = ClipBatches(
             cached, labels, classes, batch_size, normalizers, shuffle=True, seed=config.seed
         )

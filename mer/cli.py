@@ -135,7 +135,8 @@ def resolve_config(
     path = resolve_path(config_path) if config_path else CONFIG_DIR / default_config
     config = load_config(path, overrides)
     demo_path = (path.parent / config.run.demo_config).resolve()
-    if demo and config.data.root is None and demo_path != path.resolve():
+    no_dataset = config.data.root is None and not config.data.roots  # roots: a composite's
+    if demo and no_dataset and demo_path != path.resolve():
         demo_config = load_config(demo_path, overrides)
         replaced = [
             f"{key.removeprefix('model.')} {preset} -> {demo_value}"
@@ -158,16 +159,31 @@ def resolve_config(
 
 
 def run_script(
-    script: str, default_config: str, description: str, argv: Sequence[str] | None = None
+    script: str,
+    default_config: str | None,
+    description: str,
+    argv: Sequence[str] | None = None,
+    *,
+    command: str | None = None,
 ) -> int:
-    """Main function of an experiment script; returns the process exit code."""
-    arguments = experiment_parser(script, description).parse_args(argv)
+    """Main function of an experiment script; returns the process exit code.
+
+    Args:
+        script: the run folders' name prefix and the messages' ("ME_model").
+        default_config: the YAML without --config (in config/); None: --config is needed.
+        description: the --help text.
+        argv: the arguments (default: the process's).
+        command: how the resume hints rerun it (default `python <script>.py`).
+    """
+    arguments = experiment_parser(command or script, description).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     overrides = list(arguments.overrides)
     if arguments.on_bad:
         overrides.append(f"data.on_bad={arguments.on_bad}")
     resume = resolve_path(arguments.resume) if arguments.resume else None
     try:
+        if resume is None and arguments.config is None and default_config is None:
+            raise ConfigError(f"{command or script} needs --config FILE (or --resume RUN_DIR)")
         if resume is not None:
             if arguments.config:
                 raise ConfigError("--resume takes the run's own config.yaml; drop --config")
@@ -199,10 +215,21 @@ def run_script(
                 raise ConfigError("--dry-run checks one run: drop --seeds")
             if arguments.folds:
                 raise ConfigError("--folds splits one run: drop --seeds")
-            run_seeds(config, script, arguments.seeds, resume=resume if seeds_parent else None)
+            run_seeds(
+                config,
+                script,
+                arguments.seeds,
+                resume=resume if seeds_parent else None,
+                command=command,
+            )
         else:
             run_experiment(
-                config, script, dry_run=arguments.dry_run, resume=resume, only_folds=arguments.folds
+                config,
+                script,
+                dry_run=arguments.dry_run,
+                resume=resume,
+                only_folds=arguments.folds,
+                command=command,
             )
     except ConfigError as error:
         print(f"{script}: config error: {error}", file=sys.stderr)
@@ -241,7 +268,7 @@ def manifest_command(arguments: argparse.Namespace) -> int:
         load_dataset_spec,
         sheet_path,
     )
-    from mer.evaluation.report import natural_sort_key, write_csv
+    from mer.io import natural_sort_key, write_csv
 
     spec = load_dataset_spec(arguments.dataset)
     root, roots = _named_paths(arguments.root, "--root")
@@ -381,7 +408,7 @@ def bench_command(arguments: argparse.Namespace) -> int:
     result = run_benchmark(config, quick=arguments.quick, clips=arguments.clips)
     print(json.dumps(result))
     if arguments.save:
-        from mer.evaluation.report import write_json
+        from mer.io import write_json
 
         write_json(arguments.save, result)
     return 0
@@ -407,6 +434,18 @@ def merge_command(arguments: argparse.Namespace) -> int:
     out = resolve_path(arguments.out) if arguments.out else None
     merge_runs([resolve_path(path) for path in arguments.runs], out)
     return 0
+
+
+TRAIN_COMMAND = "python -m mer train"
+
+
+def train_command(argv: Sequence[str]) -> int:
+    """`python -m mer train --config FILE [options]`: the experiment of any preset, with the
+    options of the entry scripts; run folders are named after the preset."""
+    known, _ = experiment_parser(TRAIN_COMMAND, "").parse_known_args(argv)
+    prefix = Path(known.config).stem if known.config else "train"
+    description = "Train and evaluate any preset, leave-one-subject-out."
+    return run_script(prefix, None, description, argv, command=TRAIN_COMMAND)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -457,6 +496,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench_plot = commands.add_parser("bench-plot", help="saved bench results as a bar plot")
     bench_plot.add_argument("out", help="the PNG to write")
     bench_plot.add_argument("results", nargs="+", help="JSON files written by bench --save")
+    commands.add_parser(  # its options are the entry scripts' (train_command)
+        "train",
+        add_help=False,
+        help="train and evaluate any preset: --config FILE and the entry scripts' options",
+    )
     merge = commands.add_parser(
         "merge", help="one report from the fold results of run folders (--folds, job arrays)"
     )
@@ -465,7 +509,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", help="report folder (default: the run folder if one, else a new merge-* folder)"
     )
     model_commands = add_model_commands(commands)  # predict, explain, export, architecture
-    arguments = parser.parse_args(argv)
+    arguments, rest = parser.parse_known_args(argv)
+    if arguments.command == "train":  # an experiment script's options, for any preset
+        return train_command(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     command = {
         "manifest": manifest_command,

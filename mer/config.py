@@ -88,6 +88,24 @@ class RegionConfig:
 
 
 @dataclasses.dataclass
+class FlowConfig:
+    """The optical-flow inputs (`flow`, `flow_puzzle`): onset -> apex flow on the face, cropped
+    and aligned once per clip from the onset frame's dlib landmarks."""
+
+    algorithm: Literal["tvl1", "farneback"] = "tvl1"  # OpenCV's TV-L1 (contrib) or Farneback
+    # the end frame when the sheet gives no apex (SMIC): the middle of onset..offset, or the
+    # frame that differs most from the onset
+    apex: Literal["middle", "max_difference"] = "middle"
+    face_size: int = 128  # the aligned face the flow is computed on
+    margin: float = 0.1  # added on each side of the landmarks' box when aligning
+    size: int = 28  # output height and width (Dual-ATME: 28)
+    channels: list[str] = dataclasses.field(default_factory=lambda: ["u", "v", "magnitude"])
+    # min_max: each channel scaled to [-1, 1] per image (Dual-ATME's flow images); none: the
+    # flow in pixels of the face_size face (u, v; magnitude; strain is unitless)
+    scaling: Literal["min_max", "none"] = "min_max"
+
+
+@dataclasses.dataclass
 class DataConfig:
     """Where the clips are, how they are labelled, and how frames become model input."""
 
@@ -124,6 +142,7 @@ class DataConfig:
     cache_dir: str = "data/cache"  # preprocessed clips, one entry per sample, input and settings
     demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)
     regions: RegionConfig = dataclasses.field(default_factory=RegionConfig)
+    flow: FlowConfig = dataclasses.field(default_factory=FlowConfig)
 
     def input_names(self) -> list[str]:
         """The model's inputs, in order (see `inputs`)."""
@@ -284,9 +303,27 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         except yaml.YAMLError as error:
             raise ConfigError(f"override {override!r}: value is not valid YAML") from error
         _set_dotted(values, key.strip(), value)
+    _apply_family_defaults(values)
     config = build_typed(ExperimentConfig, values, "")
     check_config(config)
     return config
+
+
+def _apply_family_defaults(values: dict[str, Any]) -> None:
+    """Fills the `train:` keys that the files and overrides leave unset with the defaults the
+    model family declares (Dual-ATME trains 60 epochs of 128 clips, say)."""
+    model = values.get("model")
+    family = model.get("family", "mlsp") if isinstance(model, Mapping) else "mlsp"
+    from mer.models import model_family  # the families import this module
+
+    try:
+        defaults = model_family(family).train_defaults
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    train = values.setdefault("train", {})
+    if isinstance(train, dict):
+        for key, value in defaults.items():
+            train.setdefault(key, value)
 
 
 def _read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:

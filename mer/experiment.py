@@ -45,17 +45,14 @@ from mer.evaluation.report import (
     format_report,
     per_subject_table,
     summarize,
-    write_atomically,
-    write_csv,
-    write_json,
 )
-from mer.training.executors import FoldsFailed, finished_folds, select_folds
+from mer.io import write_atomically, write_csv, write_json
+from mer.training.executors import FoldsFailed, finished_folds, run_loso, select_folds
 from mer.training.loso import (
     Fold,
     FoldResult,
     build_model,
     loso_folds,
-    run_loso,
     seed_scheme,
     stratified_folds,
     write_split_lists,
@@ -144,6 +141,7 @@ def run_experiment(
     resume: Path | None = None,
     run_dir: Path | None = None,
     only_folds: Sequence[str] | None = None,
+    command: str | None = None,
 ) -> Path | None:
     """Runs LOSO training and evaluation, writing everything into a new run folder.
 
@@ -155,6 +153,7 @@ def run_experiment(
         run_dir: write into this folder (made if absent) instead of a new timestamped one.
         only_folds: train only the folds holding out these subjects (`--folds`); the report
             is written once every fold of the run folder is done (or by `python -m mer merge`).
+        command: how the resume hints rerun the run (default `python <script>.py`).
 
     Returns:
         The run folder, or None for a dry run.
@@ -208,7 +207,7 @@ def run_experiment(
         manifest = manifest.assign(subject=fold_names(folds, len(manifest)))
     for directory in (run_dir / "splits", resolve_path(config.run.split_lists_dir) / source.name):
         write_split_lists(folds, manifest, labels, directory)
-    resume_command = f"python {script}.py --resume {run_dir}" + (
+    resume_command = f"{command or f'python {script}.py'} --resume {run_dir}" + (
         f" --folds {','.join(fold.subject for fold in selected)}" if only_folds else ""
     )
     try:
@@ -302,7 +301,12 @@ SEEDS_FILE = "seeds.json"  # marks a parent folder of one run per seed
 
 
 def run_seeds(
-    config: ExperimentConfig, script: str, seeds: list[int], *, resume: Path | None = None
+    config: ExperimentConfig,
+    script: str,
+    seeds: list[int],
+    *,
+    resume: Path | None = None,
+    command: str | None = None,
 ) -> Path:
     """One run per seed (`<parent>/seed<N>/`, a normal run folder each) and the mean ± standard
     deviation of the pooled metrics over the seeds (`<parent>/summary.json`, `seeds.csv`).
@@ -325,12 +329,19 @@ def run_seeds(
             if not (child / "summary.json").is_file():
                 seeded = dataclasses.replace(config, seed=seed)
                 started = (child / "config.yaml").is_file()
-                run_experiment(seeded, script, resume=child if started else None, run_dir=child)
+                run_experiment(
+                    seeded,
+                    script,
+                    resume=child if started else None,
+                    run_dir=child,
+                    command=command,
+                )
             else:
                 print(f"completed earlier: {child}")
             summaries[seed] = json.loads((child / "summary.json").read_text())
     except KeyboardInterrupt:
-        print(f"Every seed resumes with:\n  python {script}.py --resume {parent}", file=sys.stderr)
+        again = command or f"python {script}.py"
+        print(f"Every seed resumes with:\n  {again} --resume {parent}", file=sys.stderr)
         raise
     table, summary = seed_summary(summaries)
     write_csv(parent / "seeds.csv", table)

@@ -123,7 +123,7 @@ def test_a_full_disk_is_a_one_line_error(tiny_run_arguments, monkeypatch, capsys
     def disk_full(descriptor: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("mer.evaluation.report.os.fsync", disk_full)
+    monkeypatch.setattr("mer.io.os.fsync", disk_full)
     assert run_script("ME_model", "me_model.yaml", "test", tiny_run_arguments) == 2
     error = capsys.readouterr().err
     assert "No space left on device" in error and "config.yaml" in error

@@ -13,13 +13,17 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-NORMALIZATIONS = ("per_clip", "temporal", "train_fold", "scale", "dataset_global")
+from mer.config import DataConfig
+from mer.data.inputs import input_specs
+
+NORMALIZATIONS = ("per_clip", "temporal", "train_fold", "scale", "dataset_global", "none")
 MEASURED = ("train_fold", "dataset_global")  # the modes whose statistics come from clips
 
 
 class Normalizer:
     """Maps a uint8 clip to float32 model input.
 
+    - "none": the values as float32 (inputs that their maker scales already, such as flow);
     - "scale": x / 255;
     - "per_clip": zero mean, unit variance over the clip itself (uses no other clip);
     - "temporal": each pixel minus its mean over the clip's frames, scaled to unit variance:
@@ -74,6 +78,8 @@ class Normalizer:
 
     def __call__(self, clip: np.ndarray) -> np.ndarray:
         values = np.asarray(clip, dtype=np.float32)
+        if self.mode == "none":
+            return values
         if self.mode == "scale":
             return values / np.float32(255.0)
         if self.mode == "per_clip":
@@ -90,6 +96,18 @@ class Normalizer:
             "mean": None if self.mean is None else self.mean.tolist(),
             "std": None if self.std is None else self.std.tolist(),
         }
+
+
+def fit_normalizers(data: DataConfig, streams: Sequence[Sequence[np.ndarray]]) -> list[Normalizer]:
+    """One normaliser per configured input, fitted on `streams` where its mode measures: the
+    input's own mode (flow is scaled by its maker) or data.normalization."""
+    specs = input_specs(data)
+    if len(specs) != len(streams):
+        raise ValueError(f"{len(streams)} streams for the {len(specs)} inputs {data.input_names()}")
+    return [
+        Normalizer.fit(spec.normalization or data.normalization, stream)
+        for spec, stream in zip(specs, streams, strict=True)
+    ]
 
 
 def release_pages(clip: np.ndarray) -> None:

@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mer.evaluation.report import write_atomically
+from mer.io import write_atomically
 
 VALIDATION_PREFIX = "val_"
 MAX_LEGEND_FOLDS = 12

@@ -33,9 +33,9 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mer.bundle import Bundle, load_bundle
 from mer.data.inputs import selected_frames
 from mer.data.inputs.au_regions import region_crops
-from mer.inference.bundle import Bundle, load_bundle
 from mer.inference.predict import clip_manifest, predict_streams, preprocess_clips
 
 MERGE_LAYER = "merge_conv"

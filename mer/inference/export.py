@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from mer.inference.bundle import Bundle, load_bundle, metadata_path
+from mer.bundle import Bundle, load_bundle, metadata_path
 
 FORMATS = ("savedmodel", "onnx")
 ONNX_HELP = "pip install -r requirements-onnx.txt (tf2onnx, onnx, onnxruntime)"

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mer.bundle import Bundle, load_bundle
 from mer.data.batches import ClipBatches
 from mer.data.frames import (
     IMAGE_EXTENSIONS,
@@ -37,7 +38,6 @@ from mer.data.frames import (
 )
 from mer.data.sheets import DataError
 from mer.data.sources import preprocess
-from mer.inference.bundle import Bundle, load_bundle
 
 logger = logging.getLogger(__name__)
 

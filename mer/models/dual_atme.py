@@ -29,9 +29,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import keras
 from keras import ops
+
+from mer.config import ConfigError, ExperimentConfig, FamilyConfig
+from mer.models import ModelFamily
+from mer.specs import InputSpec
 
 INPUT_NAMES = ("aars", "hars")  # whole-face flow image; flow between the ROI puzzles
 ATTENTION_CHOICES = ("aars", "both")  # where the one CBAM instance is applied
@@ -378,3 +383,59 @@ def build_dual_atme_model(
         logits
     )
     return keras.Model(inputs, probabilities, name=name)
+
+
+@dataclasses.dataclass
+class DualAtmeConfig(FamilyConfig):
+    """The `model:` section of `family: dual_atme`; the defaults are the authors' numbers."""
+
+    family: str = "dual_atme"
+    attention_on: Literal["aars", "both"] = "aars"  # where the one CBAM applies (paper: aars)
+    inception_filters: list[int] = dataclasses.field(default_factory=lambda: [6, 12])
+    bottleneck_filters: int = 6
+    cbam_reduction: int = 16
+    cbam_kernel_size: int = 3
+    dense_units: int = 1024
+    dropout: float = 0.5
+    cosine_weight: float = DEFAULTS.cosine_weight  # of the mean (1 - cos(x1, x2)) loss term
+    focal_gamma: float = DEFAULTS.focal_gamma
+    momentum: float = 0.9  # BatchNormalization (Keras's sense; PyTorch's 0.1)
+    epsilon: float = 1e-5
+
+
+def _build(model: DualAtmeConfig, specs: Sequence[InputSpec], classes: int) -> keras.Model:
+    settings = {
+        key: value
+        for key, value in dataclasses.asdict(model).items()
+        if key not in ("family", "focal_gamma")
+    }
+    return build_dual_atme_model([spec.shape for spec in specs], classes, **settings)
+
+
+def _check(config: ExperimentConfig) -> None:
+    """Dual-ATME reads two flow images: the whole face's and the puzzle's, in that order."""
+    inputs = config.data.input_names()
+    if len(inputs) != 2:
+        raise ConfigError(
+            f"model.family=dual_atme reads two inputs (data.inputs: [flow, flow_puzzle]), got "
+            f"{inputs}"
+        )
+    if not 0.0 <= config.model.dropout < 1.0:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {config.model.dropout}")
+
+
+FAMILY = ModelFamily(
+    name="dual_atme",
+    config=DualAtmeConfig,
+    build=_build,
+    loss=lambda config: focal_loss(config.model.focal_gamma),
+    train_defaults={
+        "epochs": DEFAULTS.epochs,
+        "batch_size": DEFAULTS.batch_size,
+        "learning_rate": DEFAULTS.learning_rate,
+        "decay_epochs": list(DEFAULTS.decay_epochs),
+        "decay_factor": DEFAULTS.decay_factor,
+        "class_weights": DEFAULTS.class_weights,
+    },
+    check=_check,
+)

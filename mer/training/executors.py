@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from mer.config import ConfigError, ExperimentConfig
-from mer.evaluation.report import write_atomically
+from mer.io import write_atomically
 from mer.training.loso import (
     OLD_SEED_SCHEME,
     Fold,
@@ -57,6 +57,19 @@ class Executor(Protocol):
         config: ExperimentConfig,
         run_dir: Path,
     ) -> list[FoldResult]: ...
+
+
+def run_loso(
+    folds: Sequence[Fold],
+    streams: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    config: ExperimentConfig,
+    run_dir: Path,
+) -> list[FoldResult]:
+    """Trains and predicts every fold, reusing folds a previous attempt completed: one after
+    another in this process, or as Ray tasks, as `run.executor` says (see the module
+    docstring). Returns the results in fold order."""
+    return make_executor(config).run(folds, streams, labels, config, run_dir)
 
 
 def make_executor(config: ExperimentConfig) -> Executor:

@@ -15,9 +15,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from mer.bundle import MODEL_FILE, save_bundle
 from mer.config import ExperimentConfig
-from mer.data.batches import ClipBatches, Normalizer
-from mer.inference.bundle import MODEL_FILE, save_bundle
+from mer.data.batches import ClipBatches, Normalizer, fit_normalizers
 from mer.training.distribution import distribution_scope, even_batches
 from mer.training.loso import (
     FiniteLossGuard,
@@ -92,7 +92,7 @@ def _fit(
 ) -> tuple[keras.Model, list[Normalizer], dict[str, list[float]]]:
     """The model trained on every clip, its normalisers and its curves; each batch split over
     `replicas` devices as a fold's are."""
-    normalizers = [Normalizer.fit(config.data.normalization, stream) for stream in streams]
+    normalizers = fit_normalizers(config.data, streams)
     batches = ClipBatches(
         streams,
         labels,

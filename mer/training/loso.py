@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from mer.config import ConfigError, ExperimentConfig
-from mer.data.batches import ClipBatches, Normalizer
+from mer.data.batches import ClipBatches, fit_normalizers
 from mer.data.inputs import input_specs
 from mer.data.sheets import DataError
-from mer.evaluation.report import natural_sort_key, write_atomically, write_json
+from mer.io import natural_sort_key, write_atomically, write_json
 from mer.models import model_family
 from mer.specs import InputSpec
 from mer.training.distribution import distribution_scope, even_batches
@@ -245,7 +245,7 @@ def _fit_and_predict(
     train_streams = pick(fold.train)
     # dataset_global is the published normalisation over every clip, the held-out ones too
     measured = streams if config.data.normalization == "dataset_global" else train_streams
-    normalizers = [Normalizer.fit(config.data.normalization, stream) for stream in measured]
+    normalizers = fit_normalizers(config.data, measured)
     batches = ClipBatches(
         train_streams,
         labels[fold.train],
@@ -462,18 +462,3 @@ def make_deterministic() -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-
-
-def run_loso(
-    folds: Sequence[Fold],
-    streams: Sequence[Sequence[np.ndarray]],
-    labels: np.ndarray,
-    config: ExperimentConfig,
-    run_dir: Path,
-) -> list[FoldResult]:
-    """Trains and predicts every fold, reusing folds a previous attempt completed: one after
-    another in this process, or as Ray tasks, as `run.executor` says (see
-    `mer.training.executors`). Returns the results in fold order."""
-    from mer.training.executors import make_executor  # the executors build on this module
-
-    return make_executor(config).run(folds, streams, labels, config, run_dir)

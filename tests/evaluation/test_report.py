@@ -12,14 +12,8 @@ import pandas as pd
 import pytest
 from colorama import Fore, Style
 
-from mer.evaluation.report import (
-    format_report,
-    natural_sort_key,
-    per_subject_table,
-    summarize,
-    write_csv,
-    write_json,
-)
+from mer.evaluation.report import format_report, per_subject_table, summarize
+from mer.io import natural_sort_key, write_csv, write_json
 
 CLASSES = ("negative", "positive", "surprise")
 # subject, sample, true, predicted, part. Hand-computed scores (K = 3) are in the tests.
@@ -205,7 +199,7 @@ def test_a_full_disk_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> Non
     def disk_full(descriptor: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("mer.evaluation.report.os.fsync", disk_full)
+    monkeypatch.setattr("mer.io.os.fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
         write_json(path, {"n": 2})
     assert json.loads(path.read_text()) == {"n": 1}  # the old file, whole; no partial one

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from mer import experiment
+from mer.bundle import save_bundle
 from mer.cli import run_script
 from mer.config import PROJECT_ROOT, load_config
 from mer.data.batches import Normalizer
 from mer.data.synthetic import DemoSpec, generate_demo
-from mer.inference.bundle import save_bundle
 from mer.training.loso import FoldResult, build_model
 from tests.data.replicas import class_folder_dataset, write_video
 from tests.test_end_to_end import TINY, TINY_MODEL, as_arguments, workspace

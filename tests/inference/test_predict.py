@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mer.bundle import load_bundle
 from mer.cli import main
 from mer.config import load_config
 from mer.data.sources import preprocess
-from mer.inference.bundle import load_bundle
 from mer.inference.predict import largest_change_start, spot_window
 from tests.inference.conftest import SLIDE_SPAN
 

@@ -97,6 +97,14 @@ class Clip:
         self.row = row
         self.path = Path(row["path"])
         self.where = clip_label(row)
+        self._shared: dict[str, Any] = {}
+
+    def shared(self, name: str, make: Callable[[], Any]) -> Any:
+        """`make()`, computed once per clip for every input that asks for `name` (the aligned
+        face both flow inputs start from, say)."""
+        if name not in self._shared:
+            self._shared[name] = make()
+        return self._shared[name]
 
     @functools.cached_property
     def selected(self) -> np.ndarray:

@@ -22,7 +22,7 @@ from mer.config import ConfigError, DataConfig, ExperimentConfig, build_typed
 from mer.data.batches import Normalizer
 from mer.data.sheets import DataError
 from mer.data.sources import preprocessing_settings
-from mer.evaluation.report import write_json
+from mer.io import write_json
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "final_model.keras"

@@ -1,0 +1,34 @@
+"""`flow_puzzle`: the optical flow between the onset and apex "puzzles" (the hand-crafted ROI
+"HARS" input of Dual-ATME): each frame rebuilt from its eye + brow and mouth crops
+(`mer.data.puzzle`), the boxes taken from the onset landmarks for both frames, at the aligned
+face's size, then the flow as for `flow` (channels, resize, scaling; float16).
+
+The authors' repository ships neither the puzzle nor the flow code: this follows the paper's
+figure (see `mer.data.puzzle`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mer.config import DataConfig
+from mer.data.inputs import Clip, InputType
+from mer.data.inputs.flow import FIELDS, flow_image, flow_settings, flow_spec, onset_and_apex
+from mer.data.puzzle import puzzle_image
+
+
+def _make(data: DataConfig, row: pd.Series, clip: Clip) -> np.ndarray:
+    aligned = onset_and_apex(data, row, clip)
+    size = data.flow.face_size - data.flow.face_size % 2  # a puzzle's side is even
+    first, second = (puzzle_image(frame, aligned.landmarks, size) for frame in aligned.frames)
+    return flow_image(data, first, second)
+
+
+INPUT = InputType(
+    name="flow_puzzle",
+    spec=lambda data: flow_spec("flow_puzzle", data),
+    settings=flow_settings,
+    fields=lambda data: FIELDS,
+    make=_make,
+)
