@@ -1,8 +1,11 @@
-"""`python -m mer bench`: runs on tiny shapes and prints every key (no timing is asserted)."""
+"""`python -m mer bench`: runs on tiny shapes and prints every key (no timing is asserted); the
+analytic FLOPs checked against TensorFlow's profiler and a count by hand."""
 
 import json
 
+import keras
 import pytest
+import tensorflow as tf
 
 from mer.benchmark import KEYS, BenchPlan
 from mer.cli import main
@@ -44,8 +47,45 @@ def test_forward_flops_of_the_published_model_by_hand():
     assert convs < total < 1.02 * convs  # everything else is about 1 %
 
 
-def test_training_flops_skip_the_input_gradient_of_the_first_layers():
-    model = build_mlsp_model((10, 128, 128, 3), 3)
-    first = 2 * 10 * 128 * 128 * 32 * 3 * (5**3 + 3**3)  # the branches read the model input
-    forward = forward_flops(model)
-    assert training_flops(model) == 3 * forward - first
+def _conv_dense_model() -> keras.Model:
+    """(4, 8, 8, 2) -> Conv3D(3, 3x3x3, same) -> Flatten (768) -> Dense(5)."""
+    inputs = keras.Input((4, 8, 8, 2))
+    features = keras.layers.Conv3D(3, 3, padding="same")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(features)))
+
+
+# The small model's multiply-adds for one clip, counted by hand.
+CONV_MACS = (4 * 8 * 8) * 3 * (3 * 3 * 3 * 2)  # 256 positions x 3 filters x a 3x3x3x2 kernel
+DENSE_MACS = (4 * 8 * 8 * 3) * 5  # 768 inputs x 5 units
+
+
+def test_forward_flops_equal_tensorflows_profile():
+    """TensorFlow's graph profiler counts the forward pass on its own; biases are left out,
+    as forward_flops leaves them (element-wise)."""
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    model = _conv_dense_model()
+    forward = tf.function(model).get_concrete_function(
+        tf.TensorSpec((1, *model.input_shape[1:]))
+    )
+    graph = convert_variables_to_constants_v2(forward).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
+    kinds = {operation.name: operation.type for operation in graph.get_operations()}
+    counted = {kinds[node.name]: node.float_ops for node in profile.children}
+    assert counted["Conv3D"] == 2 * CONV_MACS and counted["MatMul"] == 2 * DENSE_MACS
+    assert forward_flops(model) == counted["Conv3D"] + counted["MatMul"]
+
+
+def test_training_flops_of_a_small_model_by_hand():
+    """Forward, then the weight gradients (as many multiply-adds again), then the input
+    gradients, which the Dense needs (its input comes from the conv) and the conv does not
+    (its input is the clip)."""
+    forward = CONV_MACS + DENSE_MACS
+    weight_gradients = CONV_MACS + DENSE_MACS
+    input_gradients = DENSE_MACS
+    model = _conv_dense_model()
+    assert training_flops(model) == 2 * (forward + weight_gradients + input_gradients)

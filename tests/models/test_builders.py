@@ -8,8 +8,10 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import mer  # noqa: F401  (registers the custom layers for loading)
+from mer.config import PROJECT_ROOT
 from mer.models.builders import build_mlsp_model
 
 TINY = dict(branch_filters=4, merge_filters=4, dense_units=(8, 8), gru_units=16, heads=2,
@@ -140,35 +142,60 @@ def test_invalid_variant_arguments(arguments, message):
     assert message in str(error.value)
 
 
+# The 'same' max pools of mer/models on odd sizes: MaxPool3D with pool = stride (3, the published
+# one, and 2), where TensorFlow puts the odd padding cell at the end (11 for 3; every size for
+# 2), and the stride-1 MaxPool2D of 3 (one cell each side). Padding cells count as -inf.
+POOLINGS = [
+    ("MaxPooling3D", dict(pool_size=3, strides=3, padding="same"), (2, 11, 13, 7, 3)),
+    ("MaxPooling3D", dict(pool_size=2, strides=2, padding="same"), (2, 11, 13, 7, 3)),
+    ("MaxPooling2D", dict(pool_size=3, strides=1, padding="same"), (2, 11, 13, 3)),
+]
+TORCH_MISSING = "PyTorch is optional: pip install -r requirements-torch.txt; CI installs it"
+
 BACKEND_SCRIPT = textwrap.dedent(
     """
+    import sys
     import numpy as np, keras
     from mer.models.builders import build_mlsp_model
     from mer.models.losses import WeightedCategoricalCrossentropy
     assert keras.backend.backend() == "{backend}", keras.backend.backend()
     model = build_mlsp_model((4, 16, 16, 3), 3, streams=2, **{tiny})
     x = np.random.default_rng(0).normal(size=(4, 4, 16, 16, 3)).astype("float32")
-    x[:, :, -1, -1] = 50.0  # a maximum in the bottom-right corner: pooling must keep it
     model.compile("adam", WeightedCategoricalCrossentropy([0.3, 0.35, 0.35]))
     history = model.fit((x, x), np.eye(3)[[0, 1, 2, 0]], epochs=2, batch_size=2, verbose=0)
-    pooled = keras.layers.MaxPooling3D(3, strides=3, padding="same")(x)
-    print("POOL", float(np.asarray(pooled)[0, 0, -1, -1, 0]), float(x[0, 0, -1, -1, 0]))
+    inputs = np.load(sys.argv[1])
+    pooled = [
+        keras.ops.convert_to_numpy(getattr(keras.layers, layer)(**options)(inputs[str(index)]))
+        for index, (layer, options, _) in enumerate({poolings})
+    ]
+    np.savez(sys.argv[2], *pooled)
     print("COUNT", model.count_params(), "LOSS", history.history["loss"][-1])
     """
 )
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_model_trains_on_other_backends(backend):
-    pytest.importorskip(backend)
-    script = BACKEND_SCRIPT.format(backend=backend, tiny=TINY)
+def test_model_trains_and_pools_like_tensorflow_on_other_backends(backend, tmp_path):
+    """The model builds, counts and trains under the backend, and its 'same' pooling equals
+    TensorFlow's (tf.nn.max_pool) to 1e-6 on the odd sizes of POOLINGS."""
+    if backend == "torch":
+        pytest.importorskip("torch", reason=TORCH_MISSING)
+    random = np.random.default_rng(5)
+    # All negative: a backend that pads with zeros instead of ignoring the padding shows.
+    inputs = [random.normal(-3.0, 1.0, shape).astype("float32") for _, _, shape in POOLINGS]
+    np.savez(tmp_path / "inputs.npz", **{str(index): x for index, x in enumerate(inputs)})
+    script = BACKEND_SCRIPT.format(backend=backend, tiny=TINY, poolings=POOLINGS)
     environment = {**os.environ, "KERAS_BACKEND": backend}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=environment, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz")],
+        capture_output=True, text=True, env=environment, timeout=300, cwd=PROJECT_ROOT,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    pool_line = next(line for line in done.stdout.splitlines() if line.startswith("POOL"))
-    _, pooled, original = pool_line.split()
-    assert float(pooled) == float(original)
+    pooled = np.load(tmp_path / "out.npz")
+    for index, ((layer, options, _), x) in enumerate(zip(POOLINGS, inputs, strict=True)):
+        expected = tf.nn.max_pool(x, options["pool_size"], options["strides"], "SAME").numpy()
+        np.testing.assert_allclose(pooled[f"arr_{index}"], expected, rtol=0, atol=1e-6,
+                                   err_msg=f"{backend} {layer} {options}")
     count_line = next(line for line in done.stdout.splitlines() if line.startswith("COUNT"))
     expected = build_mlsp_model((4, 16, 16, 3), 3, streams=2, **TINY).count_params()
     assert int(count_line.split()[1]) == expected
