@@ -57,7 +57,9 @@ def local_run(arguments):
 
 
 def test_ray_executor_gives_the_local_predictions(arguments, local_run, monkeypatch, capsys):
-    ray = pytest.importorskip("ray")
+    ray = pytest.importorskip(
+        "ray", reason="ray is optional: pip install -r requirements-ray.txt; CI installs it"
+    )
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a loopback-only test cluster
     sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it
     ray.init("local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # a new one

@@ -76,7 +76,10 @@ def _resident_mb() -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+@pytest.mark.skipif(
+    not Path("/proc/self/statm").exists(),
+    reason="reads resident memory from Linux /proc/self/statm (CI runs on Linux)",
+)
 def test_read_clips_leave_resident_memory(tmp_path):
     path = tmp_path / "clip.npy"
     np.save(path, np.full((64, 1024, 1024), 7, np.uint8))  # 64 MB

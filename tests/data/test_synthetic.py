@@ -236,11 +236,11 @@ def test_timing_inside_clip(frames: int, seed: int, index: int) -> None:
 
 
 def test_dlib_finds_face_and_expression_direction() -> None:
-    dlib = pytest.importorskip("dlib")
+    dlib = pytest.importorskip("dlib", reason="dlib (dlib-bin in requirements.txt) is missing")
     # Located without importing the package: its __init__ needs pkg_resources (setuptools < 81).
     models = importlib.util.find_spec("face_recognition_models")
     if models is None:
-        pytest.skip("face_recognition_models is not installed")
+        pytest.skip("face_recognition_models (in requirements.txt) is missing")
     predictor_path = pathlib.Path(models.submodule_search_locations[0]) / "models"
     predictor = dlib.shape_predictor(str(predictor_path / "shape_predictor_68_face_landmarks.dat"))
     detector = dlib.get_frontal_face_detector()
