@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mer.bundle import load_bundle
 from mer.cli import main
 from mer.data.regions import region_for_aus
-from mer.inference.bundle import load_bundle
 from mer.inference.explain import grad_cam, input_streams, resize_map
 from mer.models.builders import build_mlsp_model
 from mer.training.loso import make_deterministic
