@@ -135,7 +135,8 @@ def _fold_only_run(run_dir, config, manifest, subject: str) -> None:
 
 
 def test_merge_labels_a_regions_run_and_writes_its_reference(tmp_path, capsys):
-    overrides = ["data.name=replica", "data.frames=2", "data.size=8", *TINY_MODEL]
+    overrides = ["data.name=replica", "data.frames=2", "data.size=8", "data.sampler=even",
+                 *TINY_MODEL]  # even: no annotated window, the AU regions alone
     config = load_config(PROJECT_ROOT / "config" / "dual_branch_au.yaml", overrides)
     manifest = pd.DataFrame(
         {

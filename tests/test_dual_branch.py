@@ -70,9 +70,11 @@ def test_dual_branch_script_end_to_end(tiny_demo, tmp_path):
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("Results: ")
     run_dir = tmp_path / "runs" / last.split("/")[-1]
-    assert run_dir.name.startswith("dual_branch_3dcnn_au-") and "-annotated-aus-" in run_dir.name
+    assert run_dir.name.startswith("dual_branch_3dcnn_au-")
+    assert "-annotated-aus-annotated-window-" in run_dir.name  # max_motion reads onset..offset
     predictions = pd.read_csv(run_dir / "predictions.csv")
-    assert len(predictions) == 6 and set(predictions["caveats"]) == {"annotated-aus"}
+    assert len(predictions) == 6
+    assert set(predictions["caveats"]) == {"annotated-aus; annotated-window"}
     config = (run_dir / "config.yaml").read_text()
     assert "enabled: true" in config and "max_motion" in config
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -56,7 +56,9 @@ class FakeRay:
         outcome = self.outcomes[fold.subject].pop(0)
         if isinstance(outcome, Exception):
             raise outcome
-        result = FoldResult(fold.subject, fold.test, np.full((1, 2), 0.5), {"loss": [1.0]}, 0.1)
+        result = FoldResult(
+            fold.subject, fold.test, np.full((1, 2), 0.5), {"loss": [1.0]}, 0.1, seed=1
+        )
         return result, {"history.json": b'{"loss": [1.0]}'}
 
     def cancel(self, reference, force=False):

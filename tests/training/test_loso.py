@@ -85,7 +85,8 @@ def test_ctrl_c_is_honoured_at_the_next_batch_not_lost():
 
 
 def test_micro_batches_give_the_same_update_as_the_whole_batch():
-    overrides = ["model.branch_filters=2", "model.merge_filters=2", "model.gru_units=16",
+    overrides = ["data.frames=4", "data.size=16",
+                 "model.branch_filters=2", "model.merge_filters=2", "model.gru_units=16",
                  "model.heads=3", "model.dense_units=[4]", "model.head_units=[4]",
                  "model.dropout=0", "train.batch_size=8"]  # no dropout: no random draws
     clips = np.random.default_rng(0).standard_normal((8, 4, 16, 16, 3)).astype("float32")

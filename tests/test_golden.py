@@ -1,0 +1,102 @@
+"""The existing systems' predictions stay bit-identical across refactors: a short demo run of
+each entry script (2 subjects, 2 epochs, 32 px) against the fold probabilities recorded in
+tests/golden/demo_predictions.json. They are those of commit 3efcbdb (the trust fixes, before
+model families and input types became plug-ins): the file was written after the redesign and
+compared equal, float for float, with that commit's fold_result.json files.
+
+The runs pin oneDNN to its AVX2 kernels (ONEDNN_MAX_CPU_ISA=AVX2), so CPUs with and without
+AVX-512 compute the same sums. The demo's videos are decoded by the CPU's codec build: when the
+decoded inputs differ from the recorded ones, the predictions cannot be compared, and the test
+says so instead of failing on a codec.
+
+    python -m tests.test_golden     # rewrites the golden file from the current code
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mer.config import PROJECT_ROOT
+
+GOLDEN = Path(__file__).parent / "golden" / "demo_predictions.json"
+SCRIPTS = {"ME_model": "demo.yaml", "dual_branch_3dcnn_au": "demo_dual_branch.yaml"}
+
+RUN = """
+import hashlib, json, sys
+from pathlib import Path
+import numpy as np
+from mer.cli import run_script
+from mer.config import load_config
+from mer.data.sources import load_manifest, preprocess, resolve_source
+from mer.data.synthetic import DemoSpec, generate_demo
+
+out, scripts = Path(sys.argv[1]), json.loads(sys.argv[2])
+root = out / "demo"
+sheet = generate_demo(root, DemoSpec(subjects=2, clips_per_class=1, frames=16, size=64))
+overrides = [f"data.root={root}", f"data.sheet={sheet}", "data.size=32", "train.epochs=2",
+             "train.decay_epochs=[1]", "train.batch_size=4", "run.tensorboard=false",
+             f"data.cache_dir={out / 'cache'}", f"run.output_dir={out / 'runs'}",
+             f"run.split_lists_dir={out / 'txt'}"]
+found = {}
+for script, preset in scripts.items():
+    config_path = Path("config") / preset
+    config = load_config(config_path, overrides)
+    source = resolve_source(config.data)
+    data = source.resolved(config.data)
+    manifest = load_manifest(data, source).samples
+    digest = hashlib.sha256()
+    for stream in preprocess(data, manifest).streams:
+        for array in stream:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    arguments = ["--config", str(config_path)]
+    for item in overrides:
+        arguments += ["--set", item]
+    assert run_script(script, preset, "golden", arguments) == 0
+    (run_dir,) = (out / "runs").glob(f"{script}-*")
+    folds = {
+        path.parent.name: json.loads(path.read_text())["probabilities"]
+        for path in sorted(run_dir.glob("folds/*/fold_result.json"))
+    }
+    found[script] = {"inputs_sha256": digest.hexdigest(), "folds": folds}
+print(json.dumps(found))
+"""
+
+
+def demo_predictions(out: Path) -> dict:
+    """The fold probabilities (and the inputs' digest) of the short demo run of each script."""
+    environment = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    done = subprocess.run(
+        [sys.executable, "-c", RUN, str(out), json.dumps(SCRIPTS)],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_demo_predictions_are_bit_identical_to_the_golden_ones(tmp_path):
+    golden = json.loads(GOLDEN.read_text())
+    found = demo_predictions(tmp_path)
+    for script in SCRIPTS:
+        if found[script]["inputs_sha256"] != golden[script]["inputs_sha256"]:
+            pytest.skip(
+                f"{script}: the demo clips decode to other pixels with this CPU's OpenCV build "
+                "(inputs digest differs), so the recorded predictions do not apply here"
+            )
+        assert found[script]["folds"] == golden[script]["folds"], script  # exact floats
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        result = demo_predictions(Path(scratch))
+    GOLDEN.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {GOLDEN}")
