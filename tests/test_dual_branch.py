@@ -80,7 +80,7 @@ def test_dual_branch_script_end_to_end(tiny_demo, tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["clips"] == 6
     assert summary["test_inputs_use_annotations"] is True
-    assert summary["annotated_test_inputs"] == ["au_regions"]
+    assert summary["annotated_test_inputs"] == ["au_regions", "onset_offset window"]
     # The demo's AU cells: negative 4+15 and surprise 1+2+5 are "eyes", positive 6+12 "mouth".
     # Each fold's one training subject ties negative and surprise on "eyes": the first class
     # wins, so negative and positive clips are right, surprise ones predicted negative.

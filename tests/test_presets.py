@@ -142,7 +142,7 @@ def test_variant_settings_are_checked(override, message):
 
 
 def test_variant_combinations_are_checked():
-    with pytest.raises(ConfigError, match="au_regions. needs model.branches=2"):
+    with pytest.raises(ConfigError, match="au_regions.. needs model.branches=2"):
         load_config(CONFIG_DIR / "dual_branch_au.yaml", ["model.branches=1"])
     with pytest.raises(ConfigError, match="causal_attention_heads needs model.pooling"):
         load_config(CONFIG_DIR / "variants/deception.yaml", ["model.pooling=none"])

@@ -4,6 +4,7 @@ import numpy as np
 
 import mer.training.loso as loso
 from mer.config import load_config
+from mer.data.batches import Normalizer
 from mer.training.loso import loso_folds, train_fold
 
 TINY = ["data.frames=4", "data.size=16", "train.epochs=2", "train.batch_size=2",
@@ -22,7 +23,7 @@ def test_held_out_clips_reach_only_the_final_prediction(tmp_path, monkeypatch):
     assert len(held_out) == 4
 
     seen = {"fit_statistics": [], "labelled_batches": [], "prediction_batches": []}
-    real_fit, real_batches = loso.Normalizer.fit, loso.ClipBatches
+    real_fit, real_batches = Normalizer.fit, loso.ClipBatches
 
     def recording_fit(mode, stream):
         seen["fit_statistics"].extend(id(clip) for clip in stream)
@@ -33,7 +34,7 @@ def test_held_out_clips_reach_only_the_final_prediction(tmp_path, monkeypatch):
         seen[kind].extend(id(clip) for stream in streams for clip in stream)
         return real_batches(streams, batch_labels, *arguments, **keywords)
 
-    monkeypatch.setattr(loso.Normalizer, "fit", staticmethod(recording_fit))
+    monkeypatch.setattr(Normalizer, "fit", staticmethod(recording_fit))
     monkeypatch.setattr(loso, "ClipBatches", recording_batches)
     fitted_callbacks = []
     real_fit_method = loso.keras.Model.fit
@@ -92,13 +93,13 @@ def test_the_audit_sees_the_dataset_global_leak(tmp_path, monkeypatch):
     clips = [random.integers(0, 200, (4, 16, 16, 3), dtype=np.uint8) for _ in subjects]
     fold = loso_folds(subjects)[0]
     measured = []
-    real_fit = loso.Normalizer.fit
+    real_fit = Normalizer.fit
 
     def recording_fit(mode, stream):
         measured.extend(id(clip) for clip in stream)
         return real_fit(mode, stream)
 
-    monkeypatch.setattr(loso.Normalizer, "fit", staticmethod(recording_fit))
+    monkeypatch.setattr(Normalizer, "fit", staticmethod(recording_fit))
     overrides = [item for item in TINY if "normalization" not in item and "validation" not in item]
     config = load_config(None, overrides + ["data.normalization=dataset_global"])
     train_fold(fold, [clips], np.array([0, 1, 2] * 2), config, tmp_path / "fold")
