@@ -17,6 +17,7 @@ from mer.config import (
     load_config,
     resolve_path,
 )
+from mer.data.export_flow import export_flow_command
 from mer.data.sheets import DataError
 from mer.inference.commands import add_commands as add_model_commands
 from mer.presets import presets_command
@@ -508,6 +509,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     merge.add_argument(
         "--out", help="report folder (default: the run folder if one, else a new merge-* folder)"
     )
+    export_flow = commands.add_parser(
+        "export-flow", help="each clip's flow inputs as PNG images (for the RCN, Dual-ATME code)"
+    )
+    export_flow.add_argument("--config", required=True, help="experiment YAML with flow inputs")
+    add_overrides(export_flow)
+    export_flow.add_argument(
+        "--out", required=True, help="folder for <input>/<sample>_<input>.png (made if absent)"
+    )
     model_commands = add_model_commands(commands)  # predict, explain, export, architecture
     arguments, rest = parser.parse_known_args(argv)
     if arguments.command == "train":  # an experiment script's options, for any preset
@@ -523,6 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compare": compare_command,
         "merge": merge_command,
         "bench-plot": bench_plot_command,
+        "export-flow": export_flow_command,
         **model_commands,
     }[arguments.command]
     try:

@@ -206,7 +206,7 @@ def run_experiment(
     if manifest["subject"].isna().all():
         manifest = manifest.assign(subject=fold_names(folds, len(manifest)))
     for directory in (run_dir / "splits", resolve_path(config.run.split_lists_dir) / source.name):
-        write_split_lists(folds, manifest, labels, directory)
+        write_split_lists(folds, manifest, labels, directory, config.data.input_names())
     resume_command = f"{command or f'python {script}.py'} --resume {run_dir}" + (
         f" --folds {','.join(fold.subject for fold in selected)}" if only_folds else ""
     )

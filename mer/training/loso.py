@@ -25,6 +25,7 @@ import pandas as pd
 
 from mer.config import ConfigError, ExperimentConfig
 from mer.data.batches import ClipBatches, fit_normalizers
+from mer.data.export_flow import FLOW_INPUTS, flow_image_path
 from mer.data.inputs import input_specs
 from mer.data.sheets import DataError
 from mer.io import natural_sort_key, write_atomically, write_json
@@ -135,21 +136,46 @@ def stratified_folds(labels: Sequence[int], folds: int, seed: int = 0) -> list[F
     ]
 
 
+DBTYPES = {"casme2": 0, "samm": 1, "smic": 2}  # the RCN and Dual-ATME loaders' part codes
+
+
 def write_split_lists(
-    folds: Sequence[Fold], manifest: pd.DataFrame, labels: np.ndarray, directory: Path
+    folds: Sequence[Fold],
+    manifest: pd.DataFrame,
+    labels: np.ndarray,
+    directory: Path,
+    inputs: Sequence[str] = (),
 ) -> None:
     """The folds as the MEGC2019 tooling writes them, so a split can be read and reused.
 
     `subName.txt` lists the held-out subjects in fold order; `<subject>_train.txt` and
-    `<subject>_test.txt` list "<clip path> <label index>" per line.
+    `<subject>_test.txt` list "<clip path> <label index>" per line. A composite run (the
+    manifest's `part` column; parts casme2 0, samm 1, smic 2) also writes
+    `<subject>_train_dbtype.txt` and `<subject>_test_dbtype.txt`, "<path> <label> <dbtype>" per
+    line, as the RCN and Dual-ATME loaders read them. The path is the clip's; with a flow input
+    among `inputs` (the first, if several), that of the clip's image written by
+    `python -m mer export-flow`, relative to its output folder (`flow/<sample>_flow.png`).
     """
     directory.mkdir(parents=True, exist_ok=True)
     write_atomically(directory / "subName.txt", "".join(f"{fold.subject}\n" for fold in folds))
     paths = manifest["path"].to_numpy()
+    lists = {"": [f"{path} {label}" for path, label in zip(paths, labels, strict=True)]}
+    unknown = sorted(set(manifest.get("part", [])) - set(DBTYPES))
+    if unknown:
+        logger.warning("no *_dbtype.txt lists: the loaders have no code for the parts %s", unknown)
+    elif "part" in manifest:
+        flow = next((name for name in inputs if name in FLOW_INPUTS), None)
+        if flow is not None:
+            paths = [flow_image_path(str(sample), flow) for sample in manifest["sample"]]
+        lists["_dbtype"] = [
+            f"{path} {label} {DBTYPES[part]}"
+            for path, label, part in zip(paths, labels, manifest["part"], strict=True)
+        ]
     for fold in folds:
         for kind, rows in (("train", fold.train), ("test", fold.test)):
-            lines = "".join(f"{paths[row]} {labels[row]}\n" for row in rows)
-            write_atomically(directory / f"{fold.subject}_{kind}.txt", lines)
+            for suffix, lines in lists.items():
+                text = "".join(f"{lines[row]}\n" for row in rows)
+                write_atomically(directory / f"{fold.subject}_{kind}{suffix}.txt", text)
 
 
 def build_model(config: ExperimentConfig, specs: Sequence[InputSpec] | None = None):
