@@ -34,6 +34,7 @@ from mer.io import write_atomically
 from mer.training.loso import (
     OLD_SEED_SCHEME,
     Fold,
+    FoldModels,
     FoldResult,
     InterruptGuard,
     TrainingError,
@@ -148,13 +149,16 @@ class LocalExecutor:
         make_deterministic()
         results, remaining = reuse_finished(folds, run_dir)
         positions = {fold.subject: position for position, fold in enumerate(folds)}
+        models = FoldModels()  # one compiled network for every fold trained here
         with InterruptGuard() as guard:
             for fold in remaining:
                 guard.check()
                 header = fold_header(positions[fold.subject], folds, fold)
                 print(f"\n{header} {_training_line(fold)}", flush=True)
                 fold_dir = run_dir / "folds" / fold.subject
-                result = train_fold(fold, streams, labels, config, fold_dir, callbacks=[guard])
+                result = train_fold(
+                    fold, streams, labels, config, fold_dir, callbacks=[guard], models=models
+                )
                 save_fold_result(result, fold_dir)
                 results[fold.subject] = result
         return [results[fold.subject] for fold in folds]

@@ -233,6 +233,37 @@ class FoldResult:
     seed: int | None = None  # None: a fold of a run made before SEED_SCHEME (seed + index)
 
 
+class FoldModels:
+    """One compiled network for the folds of a run, so that only the first fold traces its
+    training and prediction steps (seconds to a quarter of a minute per fold).
+
+    Each fold gets the model back with the state a freshly built one would have: a new model
+    is built after the fold's seed is set (the same initial weights, BatchNormalization
+    statistics and dropout seed states), its variables are copied into the compiled one, and
+    the optimiser's variables are set to those of a newly built optimiser (step count,
+    moments, learning rate). The predictions are those of a new model per fold, bit for bit
+    (`tests/training/test_loso.py`). Not used with `train.distribution`, whose scope is made
+    anew for every fold.
+    """
+
+    def __init__(self) -> None:
+        self.model: keras.Model | None = None
+
+    def for_fold(self, config: ExperimentConfig) -> keras.Model:
+        """The fold's model; call it after seeding the fold."""
+        fresh = build_model(config)
+        if self.model is None:
+            self.model = fresh
+            return fresh
+        for target, source in zip(self.model.variables, fresh.variables, strict=True):
+            target.assign(source)
+        fresh.optimizer.build(fresh.trainable_variables)
+        optimizer = self.model.optimizer
+        for target, source in zip(optimizer.variables, fresh.optimizer.variables, strict=True):
+            target.assign(source)
+        return self.model
+
+
 def train_fold(
     fold: Fold,
     streams: Sequence[Sequence[np.ndarray]],
@@ -240,16 +271,23 @@ def train_fold(
     config: ExperimentConfig,
     fold_dir: Path,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    models: FoldModels | None = None,
 ) -> FoldResult:
-    """Trains a fresh model on the fold's training clips and predicts its held-out clips.
+    """Trains a model, fresh or reset (`models`), on the fold's training clips and predicts its
+    held-out clips.
 
     `callbacks` are added to fit and predict (the run's interrupt guard). The model is built,
     trained and run inside the `train.distribution` scope (see `mer.training.distribution`).
     """
-    keras.backend.clear_session()  # before the scope: it forgets the current distribution
+    if config.train.distribution != "none":
+        models = None  # its scope and devices are set up anew for each fold
+    if models is None or models.model is None:
+        keras.backend.clear_session()  # before the scope: it forgets the current distribution
     keras.utils.set_random_seed(fold_seed(config.seed, fold.subject))
     with distribution_scope(config) as replicas:  # devices each batch is split over
-        return _fit_and_predict(fold, streams, labels, config, fold_dir, callbacks, replicas)
+        return _fit_and_predict(
+            fold, streams, labels, config, fold_dir, callbacks, replicas, models
+        )
 
 
 def _fit_and_predict(
@@ -260,6 +298,7 @@ def _fit_and_predict(
     fold_dir: Path,
     callbacks: Sequence[keras.callbacks.Callback],
     replicas: int = 1,
+    models: FoldModels | None = None,
 ) -> FoldResult:
     started = time.perf_counter()
     fold_dir.mkdir(parents=True, exist_ok=True)
@@ -298,7 +337,7 @@ def _fit_and_predict(
     batches = even_batches(batches, replicas, training=True)  # each device gets a share
     if validation is not None:
         validation = even_batches(validation, replicas)
-    model = build_model(config)
+    model = build_model(config) if models is None else models.for_fold(config)
     fit_callbacks = [
         *callbacks,
         FiniteLossGuard(fold.subject),

@@ -149,3 +149,27 @@ def test_the_seed_scheme_of_old_and_new_fold_results():
     assert seed_scheme([result(5), result(6)]) == SEED_SCHEME
     assert seed_scheme([result(None)]) == "seed + fold index"
     assert seed_scheme([result(None), result(5)]).startswith("mixed: ")
+
+
+def test_a_reused_model_predicts_as_a_new_model_per_fold(tmp_path):
+    """FoldModels traces once per run; every fold still starts from a new model's state."""
+    config = load_config(None, ["data.frames=4", "data.size=16", "train.epochs=2",
+                                "train.batch_size=2", "model.branch_filters=2",
+                                "model.merge_filters=2", "model.gru_units=16", "model.heads=3",
+                                "model.dense_units=[4]", "model.head_units=[4]",
+                                "run.tensorboard=false", "run.save_weights=false"])
+    random = np.random.default_rng(3)
+    clips = [random.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8) for _ in range(6)]
+    labels = np.array([0, 1, 2] * 2)
+    folds = loso_folds(["a"] * 3 + ["b"] * 3)
+    fresh = [train_fold(fold, [clips], labels, config, tmp_path / f"new{fold.subject}")
+             for fold in folds]
+    models, compiled = loso.FoldModels(), []
+    for fold in folds:
+        result = train_fold(fold, [clips], labels, config, tmp_path / f"re{fold.subject}",
+                            models=models)
+        compiled.append((result, models.model))
+    assert compiled[0][1] is compiled[1][1]  # one network, traced once
+    for new, (reused, _) in zip(fresh, compiled, strict=True):
+        np.testing.assert_array_equal(new.probabilities, reused.probabilities)
+        assert new.history == reused.history
