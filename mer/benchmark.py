@@ -2,8 +2,9 @@
 
 Everything runs on synthetic data of the configured shape, so no dataset is needed:
 1. compute: training steps on batches already in memory (clips/s);
-2. pipeline: the same steps fed by `ClipBatches` from a preprocessing cache of uint8 clips, as a
-   real run is, and the ratio of (2) to (1) (1.0: the input costs nothing);
+2. pipeline: the same steps fed by `ClipBatches` from a preprocessing cache of random inputs of
+   each input's shape and dtype (uint8 frames, float16 flow), as a real run is, and the ratio of
+   (2) to (1) (1.0: the input costs nothing);
 3. inference clips/s;
 4. the model's analytic forward GFLOPs per clip, the achieved training GFLOP/s and this
    machine's peak, a large float32 matmul timed in the same run. A training step costs the
@@ -11,8 +12,9 @@ Everything runs on synthetic data of the configured shape, so no dataset is need
    2.2x forward here, not the rule-of-thumb 3x, because the first convolutions, which carry most
    of the cost, need no input gradient;
 5. peak resident memory of the process;
-6. preprocessing clips/s: decoding, face detection, landmarks and the AU-region crop (the
-   heaviest path, switched on whatever the config says) on demo videos.
+6. preprocessing clips/s of the configured inputs (`data.inputs`: decoding, face detection,
+   landmarks and the AU-region crop, or the aligned face and two TV-L1 flows, ...) on demo
+   videos.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import platform
 import resource
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -33,6 +36,7 @@ from mer.config import ExperimentConfig, SheetColumns
 from mer.data.batches import ClipBatches, fit_normalizers
 from mer.data.cache import ClipCache
 from mer.models.flops import forward_flops, training_flops
+from mer.specs import InputSpec
 
 KEYS = (
     "train_compute_clips_per_s",
@@ -108,7 +112,7 @@ def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int |
     compute = plan.steps * batch_size / compute_seconds
 
     with tempfile.TemporaryDirectory(prefix="mer-bench-") as scratch:
-        cached = _cached_clips(Path(scratch), plan.clips, shapes, config.seed)
+        cached = _cached_clips(Path(scratch), plan.clips, specs, config.seed)
         labels = np.arange(plan.clips) % classes
         normalizers = fit_normalizers(config.data, cached)
         batches = ClipBatches(
@@ -154,19 +158,29 @@ def _timed(function) -> float:
     return time.perf_counter() - started
 
 
-def _cached_clips(directory: Path, count: int, shapes, seed: int) -> list[list[np.ndarray]]:
-    """`count` random uint8 clips per input shape, written to and memory-mapped from a
-    ClipCache, one entry per clip and input as preprocessing stores them."""
+def _random_input(random: np.random.Generator, spec: InputSpec) -> np.ndarray:
+    """One random sample of an input: uint8 pixels, or standard normal values (flow)."""
+    if spec.dtype == "uint8":
+        return random.integers(0, 256, spec.shape, dtype=np.uint8)
+    return random.standard_normal(spec.shape).astype(spec.dtype)
+
+
+def _cached_clips(
+    directory: Path, count: int, specs: Sequence[InputSpec], seed: int
+) -> list[list[np.ndarray]]:
+    """`count` random samples per input, in its shape and dtype, written to and memory-mapped
+    from a ClipCache, one entry per sample and input as preprocessing stores them."""
     random = np.random.default_rng(seed)
     streams: list[list[np.ndarray]] = []
-    for position, shape in enumerate(shapes):
-        cache = ClipCache(directory / "cache", {"bench": list(shape), "input": position})
+    for position, spec in enumerate(specs):
+        cache = ClipCache(directory / "cache", {"bench": list(spec.shape), "input": position})
         streams.append(
             [
                 cache.load_or_make(
                     f"clip{index:04d}",
                     {"clip": index},
-                    lambda shape=shape: random.integers(0, 256, shape, dtype=np.uint8),
+                    lambda spec=spec: _random_input(random, spec),
+                    spec.dtype,
                 )[0]
                 for index in range(count)
             ]
@@ -235,7 +249,7 @@ def _cpu_count() -> int:
 
 
 def preprocess_clips_per_s(config: ExperimentConfig, count: int) -> float:
-    """Clips/s of `preprocess` on demo videos with the AU-region crop on, from an empty cache."""
+    """Clips/s of `preprocess` of the configured inputs on demo videos, from an empty cache."""
     from mer.data.faces import shared_landmarker
     from mer.data.manifest import build_manifest
     from mer.data.sources import preprocess, resolve_sampler
@@ -256,7 +270,6 @@ def preprocess_clips_per_s(config: ExperimentConfig, count: int) -> float:
             classes=list(CLASS_NAMES),
             columns=SheetColumns(),
             cache_dir=str(Path(scratch) / "cache"),
-            regions=dataclasses.replace(data.regions, enabled=True),
             sampler=resolve_sampler(data, None),  # the demo's layout: class folders
         )
         manifest = build_manifest(settings, root, sheet, "bench").samples.iloc[:count]

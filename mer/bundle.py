@@ -33,14 +33,15 @@ class Bundle:
     """A loaded model with its preprocessing, classes and normalisers."""
 
     model: keras.Model
-    data: DataConfig  # the training run's data config: frames, size, sampler, regions, ...
+    data: DataConfig  # the training run's data config: inputs, frames, size, sampler, flow, ...
     classes: list[str]
     normalizers: list[Normalizer]  # one per input stream
     info: dict  # the whole JSON side file
 
     @property
     def streams(self) -> int:
-        """Model inputs: 1 (whole face), or 2 (whole face and AU-region crops)."""
+        """Model inputs: one per `data.inputs` entry (the whole face; the face and its AU-region
+        crops; the two flow images of Dual-ATME)."""
         return len(self.normalizers)
 
 
@@ -88,6 +89,7 @@ def save_bundle(
         {
             "format": BUNDLE_FORMAT,
             "classes": list(config.data.classes),
+            "family": config.model.family,
             "streams": len(normalizers),
             "input_shape": list(model.inputs[0].shape[1:]),
             "normalizers": [normalizer.to_dict() for normalizer in normalizers],

@@ -9,15 +9,37 @@ import tensorflow as tf
 
 from mer.benchmark import KEYS, BenchPlan
 from mer.cli import main
+from mer.data import sources
+from mer.data.sources import preprocess
 from mer.models.builders import build_mlsp_model
 from mer.models.flops import forward_flops, training_flops
 from tests.test_end_to_end import TINY
 
+# 28x28 inputs, one Inception block (half the tracing of two), a tiny head: 4 MFLOP per clip
+DUAL_ATME = ["data.flow.face_size=64", "model.inception_filters=[6]", "model.dense_units=8"]
 
-def test_bench_prints_one_json_object_with_every_key(tmp_path, capsys):
+
+@pytest.mark.parametrize(
+    ("config", "overrides", "inputs"),
+    [
+        ("config/me_model.yaml", TINY, [["frames", [4, 16, 16, 3]]]),
+        ("config/dual_atme.yaml", DUAL_ATME, [["flow", [28, 28, 3]], ["flow_puzzle", [28, 28, 3]]]),
+    ],
+)
+def test_bench_prints_one_json_object_with_every_key(
+    config, overrides, inputs, tmp_path, capsys, monkeypatch
+):
+    """For each family; the preprocessing timed is that of the configured inputs."""
+    timed = []
+
+    def recorded_preprocess(data, manifest):
+        timed.append(data.input_names())
+        return preprocess(data, manifest)
+
+    monkeypatch.setattr(sources, "preprocess", recorded_preprocess)
     saved = tmp_path / "tiny.json"
-    arguments = ["bench", "--quick", "--clips", "6", "--save", str(saved)]
-    for item in TINY + ["train.batch_size=2"]:
+    arguments = ["bench", "--quick", "--clips", "6", "--save", str(saved), "--config", config]
+    for item in overrides + ["train.batch_size=2"]:
         arguments += ["--set", item]
     assert main(arguments) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -26,7 +48,8 @@ def test_bench_prints_one_json_object_with_every_key(tmp_path, capsys):
         assert result[key] > 0, key
     assert result["backend"] == "tensorflow" and result["dtype"] == "float32"
     assert result["device"].startswith("cpu")
-    assert result["input_shape"] == [4, 16, 16, 3]
+    assert result["inputs"] == inputs and result["input_shape"] == inputs[0][1]
+    assert timed == [[name for name, _ in inputs]]
     assert json.loads(saved.read_text()) == result
     plot = tmp_path / "bench.png"
     assert main(["bench-plot", str(plot), str(saved), str(saved)]) == 0

@@ -1,11 +1,12 @@
 """A figure of a functional Keras model, drawn from its layer graph with matplotlib.
 
 Drawn from the built model itself (layers, connections, output shapes, parameters), so the
-figure cannot drift from the code (`python -m mer architecture`). Activations, dropout and
-pooling that directly follow a layer are written inside that layer's box; parallel paths
-(the two branches, the two attention maps) are drawn side by side. Needs neither pydot nor
-graphviz. Takes any model object with Keras 3's functional graph; imports nothing from
-`mer.models`.
+figure cannot drift from the code (`python -m mer architecture`). Activations, dropout,
+normalisation and pooling (2-D or 3-D) that directly follow a layer are written inside that
+layer's box; parallel paths (the two branches, the two attention maps) are drawn side by side.
+The blocks of the 2-D families are drawn as one box each (an Inception block, CBAM), not opened
+up. Needs neither pydot nor graphviz. Takes any model object with Keras 3's functional graph;
+imports nothing from `mer.models`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,17 @@ from matplotlib.patches import FancyBboxPatch
 
 # Layers written inside the box of the layer they follow.
 FOLLOWERS = frozenset(
-    {"LeakyReLU", "ReLU", "Activation", "Dropout", "MaxPooling3D", "AveragePooling3D"}
+    {
+        "LeakyReLU",
+        "ReLU",
+        "Activation",
+        "Dropout",
+        "BatchNormalization",
+        "MaxPooling2D",
+        "AveragePooling2D",
+        "MaxPooling3D",
+        "AveragePooling3D",
+    }
 )
 COLORS = {
     "input": "#d9d9d9",
@@ -41,11 +52,11 @@ def _category(layer) -> str:
     kind = type(layer).__name__
     if kind == "InputLayer":
         return "input"
-    if kind.startswith("Conv"):
+    if kind.startswith(("Conv", "Inception")):
         return "conv"
-    if kind in ("Concatenate", "Multiply", "Add", "Reshape", "Flatten"):
+    if kind in ("Concatenate", "Multiply", "Add", "Reshape", "Flatten", "SimilarityFusion"):
         return "merge"
-    if "Attention" in kind:
+    if "Attention" in kind or kind.startswith("CBAM"):
         return "attention"
     if kind in ("GRU", "LSTM", "SimpleRNN", "Bidirectional"):
         return "recurrent"
@@ -83,6 +94,13 @@ def describe(layer) -> str:
         return f"multi-scale multi-head attention, {config['heads']} heads"
     if kind == "MultiHeadAttention":
         return f"MultiHeadAttention {config['num_heads']} heads"
+    if kind == "Inception2D":  # four paths: 1×1; 1×1 → 3×3; 1×1 → 5×5; pool → 1×1
+        return f"Inception 4×{config['filters']} (1, 3, 5, pool)"
+    if kind == "CBAM2D":
+        size = config["kernel_size"]
+        return f"CBAM (/{config['reduction']}, spatial {size}×{size})"
+    if kind == "SimilarityFusion":
+        return f"concatenate; loss + {config['cosine_weight']:g}·(1 − cos)"
     if kind == "InputLayer":
         return "Input"
     return kind

@@ -17,10 +17,18 @@ def _clip_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--onset",
         type=int,
-        help="onset frame number (onset_offset and max_motion samplers); without --onset and "
-        "--offset a model trained with onset_offset spots the window of largest change",
+        help="onset frame number (onset_offset and max_motion samplers, optical-flow inputs); "
+        "without --onset and --offset a model trained with onset_offset or on flow spots the "
+        "window of largest change",
     )
     parser.add_argument("--offset", type=int, help="offset frame number (with --onset)")
+    parser.add_argument(
+        "--apex",
+        type=int,
+        help="apex frame number, within --onset..--offset (optical-flow inputs: the flow runs "
+        "onset -> apex); default: the model's data.flow.apex rule (the middle frame, or the "
+        "one that differs most from the onset)",
+    )
     parser.add_argument("--aus", help='the clip\'s action units, e.g. "4+12" (two-stream models)')
 
 
@@ -85,8 +93,10 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable]:
         "--layer",
         action="append",
         default=[],
-        help="conv layer to explain (repeatable; default: merge_conv, or each branch conv of "
-        "a two-stream model)",
+        help="conv layer to explain (repeatable; default: per model input, the last conv "
+        "layer or conv block that reads that input alone: merge_conv of a one-input MLSP, "
+        "branch5_conv and branch3_conv of the two-stream one, aars_inception2 and "
+        "hars_inception2 of Dual-ATME)",
     )
 
     parser = commands.add_parser("export", help="a saved model as SavedModel and/or ONNX")

@@ -1,15 +1,24 @@
-"""`python -m mer explain`: Grad-CAM over a clip's frames, as an image strip and an animated GIF.
+"""`python -m mer explain`: Grad-CAM of a clip, as an image strip (and, for frame inputs, an
+animated GIF).
 
-Grad-CAM (Selvaraju et al., 2017) extended to 3D feature maps: the gradient of the class
-logit with respect to a conv layer's output (time, height, width, channels) is averaged over
-time and space into one weight per channel; the map is the ReLU of the weighted channel sum,
-scaled to [0, 1] and resized to the input's frames and pixels.
+Grad-CAM (Selvaraju et al., 2017) on 2-D and 3-D feature maps: the gradient of the class logit
+with respect to a layer's output ([time,] height, width, channels) is averaged over time and
+space into one weight per channel; the map is the ReLU of the weighted channel sum, scaled to
+[0, 1] and resized to the input's frames and pixels.
 
-Which layer: a one-input model (MLSP) uses `merge_conv`, the last conv layer, whose
-positions are positions on the face. A two-input model (dual-branch AU) mixes two images of
-different places (the whole face, the AU-region crop) from the merge on, so each input is
-explained at its own branch conv: `branch5_conv` over the face, `branch3_conv` over the
-region crops; the region's box is drawn on the face frames.
+Which layer, by default: per model input, the last conv layer (Conv2D, Conv3D) or conv block
+whose output depends on that input alone, since from the first layer that mixes two inputs on
+the positions are no longer positions of one image. A conv block is a layer holding convs that
+changes its input's shape (Dual-ATME's Inception blocks); an attention gate such as CBAM holds a
+conv too but only reweights its input, so it is passed over. This picks `merge_conv` of a
+one-input MLSP model; `branch5_conv` (the face) and `branch3_conv` (the AU-region crops) of the
+two-stream one, whose region box is drawn on the face frames; `aars_inception2` and
+`hars_inception2` of Dual-ATME, the concatenated output of each branch's last Inception block.
+
+What is drawn: a clip input (frames) as a row of frames with its Grad-CAM below, and a GIF of
+the overlays frame by frame; an image input (a flow image) as one row: each of its channels
+(u, v, magnitude for the flow inputs), each scaled to its own range in grey, and the Grad-CAM
+over the magnitude channel (the first channel without one). Such a model has no GIF.
 
 Gradients: Keras 3 has no backend-independent gradient call, so `class_gradients` has one
 short path per backend: TensorFlow (GradientTape; the default backend, exercised by the test
@@ -28,35 +37,64 @@ from pathlib import Path
 import cv2
 import keras
 import numpy as np
+import pandas as pd
 from keras import ops
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mer.bundle import Bundle, load_bundle
-from mer.data.inputs import selected_frames
+from mer.data.inputs import input_type, selected_frames
 from mer.data.inputs.au_regions import region_crops
 from mer.inference.predict import clip_manifest, predict_streams, preprocess_clips
 
-MERGE_LAYER = "merge_conv"
-BRANCH_LAYERS = ("branch5_conv", "branch3_conv")  # face branch, region branch
+CONV_LAYERS = (keras.layers.Conv2D, keras.layers.Conv3D)
 HEAT_ALPHA = 0.45  # weight of the heat map over the frame
 STRIP_WIDTH = 2400  # the strip's frames are scaled to fit about this many pixels
 TILE_LIMITS = (96, 192)  # smallest and largest displayed frame side, pixels
 GIF_FRAME_MS = 250
+CLIP_RANK, IMAGE_RANK = 5, 4  # (batch, frames, height, width, channels); (batch, H, W, C)
+
+
+def conv_like(layer: keras.layers.Layer) -> bool:
+    """A conv layer, or a conv block: a layer holding convs whose output shape differs from its
+    input's (see the module docstring), with a spatial map as its output."""
+    node = layer._inbound_nodes[0]
+    output = tuple(node.output_tensors[0].shape)
+    if len(output) not in (IMAGE_RANK, CLIP_RANK):
+        return False
+    if isinstance(layer, CONV_LAYERS):
+        return True
+    holds_convs = any(
+        isinstance(inner, CONV_LAYERS) for inner in layer._flatten_layers(include_self=False)
+    )
+    return holds_convs and tuple(node.input_tensors[0].shape) != output
 
 
 def default_layers(model: keras.Model) -> list[str]:
-    """The layer(s) to explain: one per input (see the module docstring)."""
-    names = {layer.name for layer in model.layers}
-    if len(model.inputs) == 2 and all(name in names for name in BRANCH_LAYERS):
-        return list(BRANCH_LAYERS)
-    if MERGE_LAYER in names:
-        return [MERGE_LAYER]
-    convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv3D)]
-    if not convs:
-        raise ValueError(f"model {model.name!r} has no Conv3D layer to explain")
-    return [convs[-1]]
+    """The layer(s) to explain: per model input, the last conv layer or block whose output
+    depends on that input alone (see the module docstring).
+
+    Raises:
+        ValueError: an input that no such layer reads alone, naming it.
+    """
+    candidates = [
+        layer
+        for layer in model.layers
+        if len(layer._inbound_nodes) == 1  # a shared layer has no one output to explain
+        and not isinstance(layer, keras.layers.InputLayer)
+        and conv_like(layer)
+    ]
+    chosen = []
+    for index, tensor in enumerate(model.inputs):
+        own = [layer.name for layer in candidates if input_streams(model, layer.name) == {index}]
+        if not own:
+            raise ValueError(
+                f"model {model.name!r} has no conv layer that reads its input {tensor.name!r} "
+                "alone; name the layers to explain with --layer"
+            )
+        chosen.append(own[-1])
+    return chosen
 
 
 def _single(items: Sequence):
@@ -139,15 +177,26 @@ def grad_cam(
 
     Args:
         model: the classifier (inputs -> softmax probabilities).
-        inputs: the normalised input streams, each (1, frames, height, width, channels).
+        inputs: the normalised input streams, each (1, frames, height, width, channels) or
+            (1, height, width, channels).
         class_index: the class explained.
         layers: layer names; default `default_layers(model)`.
 
     Returns:
-        Per layer, a map (time, height, width) in [0, 1] at that layer's resolution.
+        Per layer, a map (time, height, width) or (height, width) in [0, 1] at that layer's
+        resolution.
+
+    Raises:
+        ValueError: an unknown layer, or one whose output is not a spatial map.
     """
     layers = list(layers or default_layers(model))
     targets = [model.get_layer(name).output for name in layers]
+    for name, target in zip(layers, targets, strict=True):
+        if len(target.shape) not in (IMAGE_RANK, CLIP_RANK):
+            raise ValueError(
+                f"layer {name!r} outputs {tuple(target.shape)}: Grad-CAM needs a spatial map "
+                "(batch, [time,] height, width, channels)"
+            )
     # The class logit, before the softmax, where the model names it (the builder's "logits").
     names = {layer.name for layer in model.layers}
     scores = model.get_layer("logits").output if "logits" in names else model.outputs[0]
@@ -161,8 +210,8 @@ def grad_cam(
     for feature, gradient in zip(
         features, class_gradients(head, features, class_index), strict=True
     ):
-        weights = gradient[0].mean(axis=(0, 1, 2))  # one weight per channel
-        cam = np.maximum((feature[0] * weights).sum(axis=-1), 0.0)  # (time, height, width)
+        weights = gradient[0].mean(axis=tuple(range(gradient.ndim - 2)))  # one per channel
+        cam = np.maximum((feature[0] * weights).sum(axis=-1), 0.0)  # ([time,] height, width)
         maps.append(cam / cam.max() if cam.max() > 0 else cam)
     return maps
 
@@ -204,6 +253,85 @@ def _tiles(frames: np.ndarray, side: int, boxes: np.ndarray | None = None) -> li
     return tiles
 
 
+def _grey(channel: np.ndarray) -> np.ndarray:
+    """One channel of an image input as grey RGB uint8, scaled to its own min..max."""
+    channel = np.asarray(channel, dtype=np.float32)
+    low, span = channel.min(), channel.max() - channel.min()
+    scaled = (channel - low) / span * 255.0 if span > 0 else np.zeros_like(channel)
+    return np.repeat(scaled.round().astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def channel_names(bundle: Bundle, stream: int) -> list[str]:
+    """The names of an image input's channels: the flow's (`data.flow.channels`) for an input
+    made from the flow settings, else "channel 1", "channel 2", ..."""
+    name = bundle.data.input_names()[stream]
+    if "flow" in input_type(name).settings(bundle.data):
+        return list(bundle.data.flow.channels)
+    return [f"channel {index + 1}" for index in range(int(bundle.model.inputs[stream].shape[-1]))]
+
+
+Row = tuple[str, list[np.ndarray], list[str]]  # label, tiles, the tiles' labels (or none)
+
+
+def _cam_label(layer: str, read: set[int]) -> str:
+    """How the strip names a layer's Grad-CAM (`read`: the inputs the layer depends on)."""
+    return f"Grad-CAM {layer}" + (" (both inputs)" if len(read) > 1 else "")
+
+
+def _clip_rows(
+    bundle: Bundle,
+    row: pd.Series,
+    streams: list[list[np.ndarray]],
+    layers: list[str],
+    maps: list[np.ndarray],
+) -> tuple[list[Row], list[list[np.ndarray]], str | None]:
+    """A clip model's strip rows (frames, Grad-CAM; region crops and theirs), its overlays per
+    frame (for the GIF) and the AU region of a two-stream model."""
+    images = [_rgb(stream[0]) for stream in streams]  # (frames, size, size, 3) per stream
+    count, size = images[0].shape[:2]
+    region = boxes = None
+    if "au_regions" in bundle.data.input_names():
+        full = np.stack(selected_frames(bundle.data, row))  # the frames the crops came from
+        found = region_crops(bundle.data, full, row["aus"], str(row["path"]))
+        region = found.region
+        boxes = found.boxes * np.array([size / full.shape[2], size / full.shape[1]] * 2)
+    side = int(np.clip(STRIP_WIDTH // count, *TILE_LIMITS))
+    rows = [("frames", _tiles(images[0], side, boxes), [str(i + 1) for i in range(count)])]
+    overlays = []
+    for stream, image in enumerate(images):
+        if stream == 1:
+            rows.append((f"region crops: {region}", _tiles(image, side), []))
+        for layer, cam in zip(layers, maps, strict=True):
+            read = input_streams(bundle.model, layer)
+            if (read == {stream}) or (stream == 0 and len(read) > 1):
+                tiles = _tiles(overlay(image, resize_map(cam, count, size)), side)
+                rows.append((_cam_label(layer, read), tiles, []))
+                overlays.append(tiles)
+    return rows, overlays, region
+
+
+def _image_rows(
+    bundle: Bundle, streams: list[list[np.ndarray]], layers: list[str], maps: list[np.ndarray]
+) -> list[Row]:
+    """An image model's strip rows: per input, its channels and the Grad-CAM of each layer
+    that reads it, over its magnitude channel (or its first)."""
+    rows = []
+    names = bundle.data.input_names()
+    for stream, (name, tensor) in enumerate(zip(names, bundle.model.inputs, strict=True)):
+        image = np.asarray(streams[stream][0], dtype=np.float32)  # (height, width, channels)
+        labels = channel_names(bundle, stream)
+        shown = [_grey(image[..., index]) for index in range(image.shape[-1])]
+        background = shown[labels.index("magnitude") if "magnitude" in labels else 0]
+        for layer, cam in zip(layers, maps, strict=True):
+            read = input_streams(bundle.model, layer)
+            if stream in read:
+                heat = resize_map(cam[None], 1, image.shape[0])
+                shown.append(overlay(background[None], heat)[0])
+                labels = [*labels, _cam_label(layer, read)]
+        rows.append((f"{name} ({tensor.name})", _tiles(np.stack(shown), TILE_LIMITS[1]), labels))
+    return rows
+
+
 @dataclasses.dataclass
 class Explanation:
     """What `explain_clip` found and wrote."""
@@ -214,10 +342,11 @@ class Explanation:
     probabilities: dict[str, float]
     layers: list[str]
     region: str | None  # the AU region of a two-stream model
-    window: list[int] | None  # [onset, offset] the frames came from (see predict.clip_manifest)
+    window: list[int] | None  # [onset, offset] the inputs came from (see predict.clip_manifest)
+    apex: int | None  # the apex given for the flow inputs (None: data.flow.apex chose it)
     spotted: bool  # the window was found by spotting, not given
     strip: Path
-    gif: Path
+    gif: Path | None  # None for a model of image inputs: nothing moves
 
 
 def explain_clip(
@@ -227,29 +356,36 @@ def explain_clip(
     *,
     onset: int | None = None,
     offset: int | None = None,
+    apex: int | None = None,
     aus: str | None = None,
     class_name: str | None = None,
     layers: Sequence[str] | None = None,
 ) -> Explanation:
-    """Writes `<clip>_gradcam.png` (a strip: frames, Grad-CAM, and for two streams the region
-    crops and theirs) and `<clip>_gradcam.gif` (the overlays frame by frame) into out_dir.
+    """Writes `<clip>_gradcam.png` (a strip: the inputs and their Grad-CAM, see the module
+    docstring) and, for a model of frame inputs, `<clip>_gradcam.gif` (the overlays frame by
+    frame) into out_dir.
 
     Args:
         bundle: the loaded model.
         clip: a video or a frame folder, preprocessed as in training.
         out_dir: where to write.
-        onset, offset, aus: as for predict.
+        onset, offset, apex, aus: as for predict.
         class_name: the class to explain; default the predicted one.
         layers: conv layers to explain; default one per input (see the module docstring).
 
     Raises:
-        DataError: the clip cannot be read; ValueError: an unknown class or layer.
+        DataError: the clip cannot be read; ValueError: an unknown class or layer, or a model
+            that mixes frame and image inputs.
     """
     if class_name is not None and class_name not in bundle.classes:
         raise ValueError(
             f"--class {class_name!r} is not one of the model's classes {bundle.classes}"
         )
-    manifest = clip_manifest(bundle, [clip], onset=onset, offset=offset, aus=aus)
+    ranks = {len(tensor.shape) for tensor in bundle.model.inputs}
+    if ranks not in ({CLIP_RANK}, {IMAGE_RANK}):
+        shapes = [tuple(tensor.shape[1:]) for tensor in bundle.model.inputs]
+        raise ValueError(f"explain draws frame inputs or image inputs, not both: inputs {shapes}")
+    manifest = clip_manifest(bundle, [clip], onset=onset, offset=offset, apex=apex, aus=aus)
     streams = preprocess_clips(bundle, manifest)
     probabilities = predict_streams(bundle, streams)[0]
     predicted = bundle.classes[int(probabilities.argmax())]
@@ -261,28 +397,6 @@ def explain_clip(
     ]
     maps = grad_cam(bundle.model, inputs, bundle.classes.index(explained), layers)
 
-    images = [_rgb(stream[0]) for stream in streams]  # (frames, size, size, 3) per stream
-    count, size = images[0].shape[:2]
-    region = boxes = None
-    if "au_regions" in bundle.data.input_names():
-        row = manifest.iloc[0]
-        full = np.stack(selected_frames(bundle.data, row))  # the frames the crops came from
-        found = region_crops(bundle.data, full, row["aus"], str(row["path"]))
-        region = found.region
-        boxes = found.boxes * np.array([size / full.shape[2], size / full.shape[1]] * 2)
-    side = int(np.clip(STRIP_WIDTH // count, *TILE_LIMITS))
-    rows = [("frames", _tiles(images[0], side, boxes))]
-    overlays = []
-    for stream, image in enumerate(images):
-        if stream == 1:
-            rows.append((f"region crops: {region}", _tiles(image, side)))
-        for layer, cam in zip(layers, maps, strict=True):
-            read = input_streams(bundle.model, layer)
-            if (read == {stream}) or (stream == 0 and len(read) > 1):
-                label = f"Grad-CAM {layer}" + (" (both inputs)" if len(read) > 1 else "")
-                tiles = _tiles(overlay(image, resize_map(cam, count, size)), side)
-                rows.append((label, tiles))
-                overlays.append(tiles)
     name = Path(clip).stem if Path(clip).is_file() else Path(clip).name
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -290,12 +404,18 @@ def explain_clip(
         f"{label} {value:.2f}" for label, value in zip(bundle.classes, probabilities, strict=True)
     )
     title = f"{name}: predicted {predicted} ({scores}); Grad-CAM of {explained!r}"
+    region = gif = None
+    if ranks == {CLIP_RANK}:
+        rows, overlays, region = _clip_rows(bundle, manifest.iloc[0], streams, layers, maps)
+        gif = out_dir / f"{name}_gradcam.gif"
+        _write_gif(gif, [np.concatenate(tiles, axis=1) for tiles in zip(*overlays, strict=True)])
+    else:
+        rows = _image_rows(bundle, streams, layers, maps)
     if region is not None:
         title += f"; AU region {region} (white box)"
     strip = out_dir / f"{name}_gradcam.png"
     _write_strip(strip, rows, title)
-    gif = out_dir / f"{name}_gradcam.gif"
-    _write_gif(gif, [np.concatenate(tiles, axis=1) for tiles in zip(*overlays, strict=True)])
+    row = manifest.iloc[0]
     return Explanation(
         clip=str(clip),
         explained=explained,
@@ -305,29 +425,28 @@ def explain_clip(
         },
         layers=layers,
         region=region,
-        window=manifest.iloc[0]["window"],
-        spotted=bool(manifest.iloc[0]["spotted"]),
+        window=row["window"],
+        apex=None if pd.isna(row["apex"]) else int(row["apex"]),
+        spotted=bool(row["spotted"]),
         strip=strip,
         gif=gif,
     )
 
 
-def _write_strip(path: Path, rows: list[tuple[str, list[np.ndarray]]], title: str) -> None:
-    """One image row per (label, tiles), frame numbers above the first, a title on top."""
+def _write_strip(path: Path, rows: list[Row], title: str) -> None:
+    """One image row per (label, tiles, tile labels), the tile labels above their tiles, a
+    title on top."""
     side = rows[0][1][0].shape[0]
-    count = len(rows[0][1])
+    count = max(len(tiles) for _, tiles, _ in rows)
     width = side * count / 100 + 1.4
     figure = Figure(figsize=(width, side * len(rows) / 100 + 0.8), dpi=100, layout="constrained")
     axes = figure.subplots(len(rows), 1, squeeze=False)[:, 0]
-    for index, (axis, (label, tiles)) in enumerate(zip(axes, rows, strict=True)):
+    for axis, (label, tiles, tile_labels) in zip(axes, rows, strict=True):
         axis.imshow(np.concatenate(tiles, axis=1), interpolation="nearest")
         axis.set_yticks([])
         axis.set_ylabel(label, fontsize="small")
-        axis.set_xticks(
-            (np.arange(count) + 0.5) * side,
-            labels=[str(i + 1) for i in range(count)] if index == 0 else [],
-        )
-        axis.tick_params(length=0, labelsize="small", labeltop=index == 0, labelbottom=False)
+        axis.set_xticks((np.arange(len(tiles)) + 0.5) * side, labels=tile_labels)
+        axis.tick_params(length=0, labelsize="small", labeltop=bool(tile_labels), labelbottom=False)
     figure.suptitle(title, fontsize="small", wrap=True)
     FigureCanvasAgg(figure)
     figure.savefig(path, format="png")
@@ -356,11 +475,12 @@ def explain_command(arguments: argparse.Namespace) -> int:
         arguments.out,
         onset=arguments.onset,
         offset=arguments.offset,
+        apex=arguments.apex,
         aus=arguments.aus,
         class_name=arguments.class_name,
         layers=arguments.layer or None,
     )
     result = dataclasses.asdict(explanation)
-    result.update(strip=str(explanation.strip), gif=str(explanation.gif))
+    result.update(strip=str(explanation.strip), gif=explanation.gif and str(explanation.gif))
     print(json.dumps(result))
     return 0

@@ -5,8 +5,8 @@ project). ONNX on the TensorFlow backend goes through `tf2onnx`, which the proje
 install (about 100 MB with onnx and onnxruntime): `pip install -r requirements-onnx.txt`.
 Each exported file is reloaded and run on a random clip beside the Keras model, and the
 largest difference of the probabilities is printed. The preprocessing side file is copied
-beside the exports: the exported graphs take normalised float32 clips, as `predict` feeds
-them.
+beside the exports: the exported graphs take normalised float32 inputs (clips, flow images),
+as `predict` feeds them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ ONNX_HELP = "pip install -r requirements-onnx.txt (tf2onnx, onnx, onnxruntime)"
 
 
 def _probe(bundle: Bundle) -> list[np.ndarray]:
-    """One random normalised clip per input, (1, frames, height, width, channels) float32."""
+    """One random normalised sample per input, (1, *input shape) float32."""
     random = np.random.default_rng(0)
     return [
         random.standard_normal((1, *tensor.shape[1:])).astype(np.float32)
@@ -105,5 +105,5 @@ def export_command(arguments: argparse.Namespace) -> int:
         )
         print(f"{kind}: {target} ({check})")
     side = out / metadata_path(model_path).name
-    print(f"Preprocessing: {side} (the inputs are normalised float32 clips)")
+    print(f"Preprocessing: {side} (the inputs are normalised float32 arrays)")
     return 0

@@ -4,12 +4,16 @@ A clip goes through the training run's own preprocessing (`mer.data.sources.prep
 the data config saved beside the model) and its normalisers, so a clip is seen exactly as the
 training clips were.
 
-A model trained on annotated spans (`data.sampler=onset_offset`) needs each clip's onset and
-offset. A new clip has none, so without `--onset`/`--offset` its window is spotted: the
-`data.frames` consecutive frames (the model's own frame count) between which the face changes
-most, each frame scored as the max_motion sampler scores it (`frame_changes`: the summed
-absolute grey-level difference from the previous frame). The span is then fed as an annotated
-one would be, with a warning naming it.
+A model that reads a window of each clip needs the clip's onset and offset: one trained on
+annotated spans (`data.sampler=onset_offset`), and one with an input that reads the apex (the
+optical-flow inputs: the flow from the onset to the apex frame). `--apex` gives the apex; without
+it the flow inputs choose it inside the window as in training on a sheet without one
+(`data.flow.apex`: the middle frame, or the frame that differs most from the onset). A new clip
+has no annotation, so without `--onset`/`--offset` its window is spotted: the `data.frames`
+consecutive frames (the model's own frame count; for a flow model, the config's) between which
+the face changes most, each frame scored as the max_motion sampler scores it (`frame_changes`:
+the summed absolute grey-level difference from the previous frame). The span is then fed as an
+annotated one would be, with a warning naming it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mer.bundle import Bundle, load_bundle
+from mer.config import DataConfig
 from mer.data.batches import ClipBatches
 from mer.data.frames import (
     IMAGE_EXTENSIONS,
@@ -36,6 +41,7 @@ from mer.data.frames import (
     is_clip,
     read_frames,
 )
+from mer.data.inputs import input_types
 from mer.data.sheets import DataError
 from mer.data.sources import preprocess
 
@@ -74,37 +80,59 @@ def spot_window(path: Path, frames: int, length: int) -> tuple[int, int]:
     return numbers[start], numbers[min(start + length, len(numbers)) - 1]
 
 
+def reads_apex(data: DataConfig) -> bool:
+    """Whether an input of the model reads each clip's apex (the flow inputs: onset -> apex)."""
+    return any("apex" in kind.fields(data) for kind in input_types(data))
+
+
 def clip_manifest(
     bundle: Bundle,
     clips: Sequence[str | Path],
     *,
     onset: int | None = None,
     offset: int | None = None,
+    apex: int | None = None,
     aus: str | None = None,
 ) -> pd.DataFrame:
     """Manifest rows for clips given on the command line (no subject, no label), with the
-    window each clip's frames come from (`window`: [onset, offset], or None where the model's
-    sampler reads none) and whether it was spotted (see the module docstring).
+    window each clip's frames come from (`window`: [onset, offset], or None where the model
+    reads none) and whether it was spotted (see the module docstring).
 
     Args:
         bundle: the loaded model; its data config says whether a window is needed.
         clips: video files or folders of frame images.
         onset, offset: frame numbers (a video's 1-based positions, a folder's file numbers),
-            used by the onset_offset and max_motion samplers; the same for every clip. Both or
-            neither: without them, an onset_offset model's clips get a spotted window each.
+            read by the onset_offset and max_motion samplers and by the flow inputs; the same
+            for every clip. Both or neither: without them, the clips of an onset_offset or a
+            flow model get a spotted window each.
+        apex: the apex frame number for a model whose inputs read it (between onset and
+            offset); None: the flow inputs choose it (`data.flow.apex`).
         aus: the clips' action units (e.g. "4+12"), which choose the region of a two-stream
             model; the same for every clip.
 
     Raises:
-        DataError: only one of onset and offset; a clip is missing, is not a video or a frame
-            folder, or does not decode.
+        DataError: only one of onset and offset; an apex without them, outside them, or for
+            a model that reads none; a clip is missing, is not a video or a frame folder, or
+            does not decode.
     """
+    data = bundle.data
     if (onset is None) != (offset is None):
         raise DataError(
             f"--onset {onset} and --offset {offset}: give both, or neither (a model trained "
-            "with data.sampler=onset_offset then spots each clip's window)"
+            "with data.sampler=onset_offset, or on optical flow, then spots each clip's window)"
         )
-    spot = bundle.data.sampler == "onset_offset" and onset is None
+    if apex is not None and not reads_apex(data):
+        raise DataError(
+            f"--apex {apex}: no input of this model reads an apex (inputs "
+            f"{', '.join(data.input_names())}); drop it"
+        )
+    if apex is not None and (onset is None or not onset <= apex <= offset):
+        raise DataError(
+            f"--apex {apex} must lie within --onset {onset} and --offset {offset}: give all "
+            "three (without --apex, data.flow.apex chooses it inside the window)"
+        )
+    spot = (data.sampler == "onset_offset" or reads_apex(data)) and onset is None
+    reads_window = data.sampler in WINDOW_SAMPLERS or reads_apex(data)
     rows = []
     for clip in clips:
         path = Path(clip)
@@ -118,7 +146,7 @@ def clip_manifest(
         frames = count_frames(path)
         window = (onset, offset)
         if spot:
-            window = spot_window(path, frames, bundle.data.frames)
+            window = spot_window(path, frames, data.frames)
             logger.warning(
                 "%s: no --onset/--offset, so the window of largest change was spotted: frames "
                 "%d..%d",
@@ -131,13 +159,14 @@ def clip_manifest(
                 "subject": None,
                 "label": None,
                 "onset": window[0],
+                "apex": apex,
                 "offset": window[1],
                 "aus": aus,
                 "path": str(path),
                 "frames": frames,
                 "window": (
                     [int(number) for number in window]
-                    if bundle.data.sampler in WINDOW_SAMPLERS and window[0] is not None
+                    if reads_window and window[0] is not None
                     else None
                 ),
                 "spotted": spot,
@@ -157,7 +186,8 @@ class _DropSkipNotes(logging.Filter):
 def preprocess_clips(
     bundle: Bundle, manifest: pd.DataFrame, cache_dir: str | Path | None = None
 ) -> list[list[np.ndarray]]:
-    """The clips as the model's uint8 input streams, by the training run's preprocessing.
+    """The clips as the model's input streams (uint8 frames, float16 flow: as the training
+    cache stores them), by the training run's preprocessing.
 
     Args:
         bundle: the loaded model and its data config.
@@ -187,8 +217,7 @@ def preprocess_clips(
 
 
 def predict_streams(bundle: Bundle, streams: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
-    """Class probabilities (clips, classes) of preprocessed uint8 clips, normalised as in
-    training."""
+    """Class probabilities (clips, classes) of preprocessed clips, normalised as in training."""
     batches = ClipBatches(streams, None, len(bundle.classes), 8, bundle.normalizers)
     return np.asarray(bundle.model.predict(batches, verbose=0), dtype=np.float64)
 
@@ -199,21 +228,23 @@ def predict_clips(
     *,
     onset: int | None = None,
     offset: int | None = None,
+    apex: int | None = None,
     aus: str | None = None,
 ) -> pd.DataFrame:
-    """One row per clip: clip, predicted, window, spotted (see `clip_manifest`), then
+    """One row per clip: clip, predicted, window, apex, spotted (see `clip_manifest`), then
     prob_<class> per class.
 
     Raises:
         DataError: a clip is missing or cannot be preprocessed, named.
     """
-    manifest = clip_manifest(bundle, clips, onset=onset, offset=offset, aus=aus)
+    manifest = clip_manifest(bundle, clips, onset=onset, offset=offset, apex=apex, aus=aus)
     probabilities = predict_streams(bundle, preprocess_clips(bundle, manifest))
     table = pd.DataFrame(
         {
             "clip": manifest["path"],
             "predicted": [bundle.classes[index] for index in probabilities.argmax(axis=1)],
             "window": manifest["window"],
+            "apex": manifest["apex"],
             "spotted": manifest["spotted"],
         }
     )
@@ -245,7 +276,12 @@ def predict_command(arguments: argparse.Namespace) -> int:
     """`python -m mer predict`: prints each clip's class probabilities (a table, or JSON)."""
     bundle = load_bundle(arguments.model)
     table = predict_clips(
-        bundle, arguments.clips, onset=arguments.onset, offset=arguments.offset, aus=arguments.aus
+        bundle,
+        arguments.clips,
+        onset=arguments.onset,
+        offset=arguments.offset,
+        apex=arguments.apex,
+        aus=arguments.aus,
     )
     if arguments.json:
         records = [
@@ -254,6 +290,7 @@ def predict_command(arguments: argparse.Namespace) -> int:
                 "predicted": row["predicted"],
                 "probabilities": {name: float(row[f"prob_{name}"]) for name in bundle.classes},
                 "window": row["window"],
+                "apex": None if pd.isna(row["apex"]) else int(row["apex"]),
                 "spotted": bool(row["spotted"]),
             }
             for _, row in table.iterrows()

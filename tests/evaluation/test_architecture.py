@@ -6,6 +6,7 @@ from PIL import Image
 from mer.cli import main
 from mer.evaluation.architecture import _boxes, describe, draw_architecture
 from mer.models.builders import build_mlsp_model
+from mer.models.dual_atme import build_dual_atme_model
 
 
 def test_boxes_follow_the_layer_graph(tmp_path):
@@ -29,4 +30,26 @@ def test_architecture_command_draws_both_published_models(tmp_path, capsys):
         image = Image.open(tmp_path / name)
         assert image.height > image.width > 500, name
     assert "dual_branch_au.yaml" in capsys.readouterr().out
+    keras.backend.clear_session()
+
+
+def test_dual_atme_is_drawn_as_two_2d_branches(tmp_path, capsys):
+    """Each Inception block one box with its 2-D pooling inside; CBAM on the AARS branch only;
+    the two embeddings meet at the fusion."""
+    model = build_dual_atme_model([(28, 28, 3)] * 2, 3)
+    boxes, parents = _boxes(model)
+    followers = {box["name"]: [layer.name for layer in box["followers"]] for box in boxes}
+    assert followers["aars_inception1"] == ["aars_pool1"]
+    assert followers["head_dense"] == ["head_batch_norm", "head_relu", "head_dropout"]
+    assert parents["aars_inception2"] == ["aars_inception1"]
+    assert parents["cbam"] == ["aars_inception2"]
+    assert parents["aars_embedding"] == ["cbam"]
+    assert parents["hars_embedding"] == ["hars_inception2"]
+    assert parents["fusion"] == ["aars_embedding", "hars_embedding"]
+    assert describe(model.get_layer("hars_inception2")) == "Inception 4×12 (1, 3, 5, pool)"
+    assert describe(model.get_layer("cbam")) == "CBAM (/16, spatial 3×3)"
+    assert main(["architecture", "--config", "dual_atme.yaml", "--out", str(tmp_path)]) == 0
+    assert "dual_atme.yaml" in capsys.readouterr().out
+    image = Image.open(tmp_path / "architecture_dual_atme.png")
+    assert image.height > image.width > 500
     keras.backend.clear_session()

@@ -10,8 +10,9 @@ from PIL import Image
 from mer.bundle import load_bundle
 from mer.cli import main
 from mer.data.regions import region_for_aus
-from mer.inference.explain import grad_cam, input_streams, resize_map
+from mer.inference.explain import default_layers, grad_cam, input_streams, resize_map
 from mer.models.builders import build_mlsp_model
+from mer.models.dual_atme import build_dual_atme_model
 from mer.training.loso import make_deterministic
 
 
@@ -101,3 +102,42 @@ def test_grad_cam_peaks_where_the_label_is():
         shown = resize_map(cam, 4, 32)  # as drawn over the frames
         _, row, column = np.unravel_index(shown.argmax(), shown.shape)
         assert row < 16 and column >= 16, (row, column)
+
+
+def test_grad_cam_of_a_2d_map_weighs_each_channel_by_its_mean_gradient():
+    """A 1x1 conv passes an 8x8 image's two channels through: channel 0 lit in the top-right
+    quadrant, channel 1 in the bottom-left. Class 1's logit is the sum of channel 0 minus the
+    sum of channel 1, so the channel weights are +1 and -1 and the map is exactly the top-right
+    quadrant; class 0's logit ignores the conv, so its map is all zero."""
+    inputs = keras.Input((8, 8, 2))
+    features = keras.layers.Conv2D(2, 1, use_bias=False, name="conv")(inputs)
+    logits = keras.layers.Dense(2, use_bias=False, name="logits")(
+        keras.layers.Flatten()(features)
+    )
+    model = keras.Model(inputs, keras.layers.Softmax()(logits))
+    model.get_layer("conv").set_weights([np.eye(2, dtype=np.float32)[None, None]])
+    sign = np.tile([1.0, -1.0], 64).astype(np.float32)  # flattened (row, column, channel)
+    model.get_layer("logits").set_weights([np.stack([np.zeros(128, np.float32), sign], axis=1)])
+    image = np.zeros((1, 8, 8, 2), dtype=np.float32)
+    image[0, :4, 4:, 0] = image[0, 4:, :4, 1] = 1.0
+    assert default_layers(model) == ["conv"]
+    [cam] = grad_cam(model, [image], 1)
+    np.testing.assert_allclose(cam, image[0, :, :, 0], atol=1e-6)
+    [cam] = grad_cam(model, [image], 0)
+    assert cam.shape == (8, 8) and not cam.any()
+    with pytest.raises(ValueError, match="Grad-CAM needs a spatial map"):
+        grad_cam(model, [image], 1, ["logits"])
+
+
+@pytest.mark.parametrize("attention_on", ["aars", "both"])
+def test_dual_atme_is_explained_at_each_branchs_last_inception_block(attention_on):
+    """Not at CBAM, which also holds a conv but keeps its input's shape (and, shared by both
+    branches, has no one output); each branch's map has the block's 4x4 resolution."""
+    model = build_dual_atme_model([(8, 8, 3)] * 2, 3, attention_on=attention_on,
+                                  inception_filters=(2, 4), cbam_reduction=4, dense_units=8)
+    layers = default_layers(model)
+    assert layers == ["aars_inception2", "hars_inception2"]
+    assert [input_streams(model, layer) for layer in layers] == [{0}, {1}]
+    images = [np.random.default_rng(0).uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)] * 2
+    for cam in grad_cam(model, images, 2):
+        assert cam.shape == (4, 4) and cam.min() >= 0 and cam.max() <= 1

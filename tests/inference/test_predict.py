@@ -155,7 +155,11 @@ def test_a_model_without_windows_reports_none(one_stream_bundle, capsys):
     model, clips = one_stream_bundle  # data.sampler=even: frames spread over the whole clip
     arguments = ["--model", str(model), str(clips[0]), "--onset", "2", "--offset", "9"]
     [result] = _predict_json(capsys, arguments)
-    assert result["window"] is None and result["spotted"] is False
+    assert result["window"] is None and result["spotted"] is False and result["apex"] is None
+    assert main(["predict", *arguments, "--apex", "5"]) == 2  # no flow input reads an apex
+    assert "--apex 5: no input of this model reads an apex (inputs frames)" in (
+        capsys.readouterr().err
+    )
 
 
 def _write(path, content: bytes):
