@@ -65,12 +65,13 @@ ANNOTATED_AUS = Caveat(
 ANNOTATED_WINDOW = Caveat(
     "annotated-window",
     "the test clips' frames are chosen inside their annotated onset..offset "
-    "(data.sampler=onset_offset or max_motion; a new clip has no such annotation: "
-    "`python -m mer predict` spots a window)",
+    "(data.sampler=onset_offset or max_motion, and the flow inputs' onset and apex; a new "
+    "clip has no such annotation: `python -m mer predict` spots a window)",
     False,
     ("onset_offset window",),
 )
 WINDOW_SAMPLERS = ("onset_offset", "max_motion")  # max_motion ranks onset..offset when given
+WINDOW_INPUTS = {"flow", "flow_puzzle"}  # onset -> apex flow of the annotated window
 
 
 def run_caveats(config: ExperimentConfig) -> tuple[Caveat, ...]:
@@ -79,7 +80,11 @@ def run_caveats(config: ExperimentConfig) -> tuple[Caveat, ...]:
         (PAPER_PROTOCOL, config.eval.protocol == "paper"),
         (DATASET_GLOBAL, config.data.normalization == "dataset_global"),
         (ANNOTATED_AUS, "au_regions" in config.data.input_names()),
-        (ANNOTATED_WINDOW, config.data.sampler in WINDOW_SAMPLERS),
+        (
+            ANNOTATED_WINDOW,
+            config.data.sampler in WINDOW_SAMPLERS
+            or bool(set(config.data.input_names()) & WINDOW_INPUTS),
+        ),
     )
     return tuple(caveat for caveat, applied in applies if applied)
 

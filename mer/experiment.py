@@ -243,6 +243,8 @@ def run_experiment(
         results,
         protocol=protocol,
         dataset=source.name,
+        family=config.model.family,
+        inputs=config.data.input_names(),
         parameters=parameters,
         skipped=len(skipped),
         seed=config.seed,

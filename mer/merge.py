@@ -119,6 +119,8 @@ def merge_runs(run_dirs: Sequence[Path], out: Path | None = None) -> Path:
         results,
         protocol=protocol,
         dataset=dataset_name(config),
+        family=config.model.family,
+        inputs=config.data.input_names(),
         parameters=build_model(config).count_params(),
         skipped=len(pd.read_csv(skipped)) if skipped.is_file() else 0,
         seed=config.seed,

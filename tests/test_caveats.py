@@ -11,6 +11,7 @@ import yaml
 
 from mer.caveats import (
     ANNOTATED_AUS,
+    ANNOTATED_WINDOW,
     DATASET_GLOBAL,
     PAPER_PROTOCOL,
     folder_suffix,
@@ -51,6 +52,10 @@ def test_each_setting_that_uses_the_test_subject_is_one_caveat():
     assert entries["optimistic"] and entries["test_inputs_use_annotations"]
     assert entries["annotated_test_inputs"] == ["au_regions"]
     assert summary_entries(())["test_inputs_use_annotations"] is False
+    for window in ("data.sampler=onset_offset", "data.sampler=max_motion",
+                   "data.inputs=[flow, flow_puzzle]"):  # the flow reads onset and apex
+        overrides = [window, "data.sampler=first"] if "inputs" in window else [window]
+        assert run_caveats(load_config(None, overrides)) == (ANNOTATED_WINDOW,), window
 
 
 def test_summaries_written_before_caveats_read_as_their_protocol_says():

@@ -102,6 +102,7 @@ def test_tiny_loso_run_writes_every_output(whole_run):
 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["clips"] == 6 and summary["subjects"] == 2
+    assert (summary["family"], summary["inputs"]) == ("dual_atme", ["flow", "flow_puzzle"])
     assert [caveat["label"] for caveat in summary["caveats"]] == ["annotated-window"]
     assert summary["test_inputs_use_annotations"] is True and not summary["optimistic"]
     assert summary["parameters"] == load_bundle(run_dir).model.count_params()
@@ -175,12 +176,6 @@ def test_predict_in_a_fresh_process_matches_the_training_inputs(whole_run, clip)
     np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mer/data/inputs/flow.py takes the middle apex with apex_position([], first, last), "
-    "whose check of offset < len(frames) fails on the empty list: every clip without an apex "
-    "(no --apex; a sheet without one) is refused; pass `numbers` instead of []",
-)
 def test_predict_spots_a_window_for_a_flow_model(whole_run, clip, capsys):
     """A new clip without --onset/--offset gets a spotted window of data.frames frames, the
     flow running to its middle (data.flow.apex), said in the JSON; an apex outside the window

@@ -82,6 +82,8 @@ def test_tiny_loso_run_writes_every_output(tiny_run_arguments, tmp_path, capsys,
     for key in ("uf1", "uar", "acc", "mean_over_subjects", "versions", "seed", "timings"):
         assert key in summary
     assert summary["clips"] == 9 and summary["subjects"] == 3
+    assert (summary["family"], summary["inputs"]) == ("mlsp", ["frames"])
+    assert summary["seed_scheme"].startswith("SeedSequence(seed")
     assert summary["caveats"] == [] and summary["annotated_test_inputs"] == []
     assert summary["test_inputs_use_annotations"] is False
     assert "annotation_only_reference" not in summary  # a run without regions

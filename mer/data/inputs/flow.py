@@ -65,7 +65,7 @@ def onset_and_apex(data: DataConfig, row: pd.Series, clip: Clip) -> AlignedClip:
             window = np.stack(read_frames(clip.path, np.arange(first, last + 1)))
             apex_at = first + apex_position(window, 0, last - first, fallback="max_difference")
         elif apex_at is None:
-            apex_at = apex_position([], first, last, fallback="middle")
+            apex_at = apex_position(numbers, first, last, fallback="middle")  # reads no frame
         pair = np.stack(read_frames(clip.path, np.array([first, apex_at])))
         landmarks = shared_landmarker().landmarks(pair[0])
         if landmarks is None:
