@@ -11,6 +11,7 @@ apex and offset come from the annotation, for the held-out clips too (`mer.cavea
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -96,16 +97,19 @@ def _make(data: DataConfig, row: pd.Series, clip: Clip) -> np.ndarray:
     return flow_image(data, aligned.frames[0], aligned.frames[1])
 
 
-def flow_spec(name: str, data: DataConfig) -> InputSpec:
-    """The spec of a flow input: float16, normalised already (see `flow_image`)."""
-    shape = (data.flow.size, data.flow.size, len(data.flow.channels))
-    return InputSpec(name, shape, dtype="float16", normalization="none")
+def flow_input(
+    name: str, make: Callable[[DataConfig, pd.Series, Clip], np.ndarray]
+) -> InputType:
+    """A flow input type: float16 (size, size, channels), normalised already (`flow_image`),
+    keyed by every flow setting and the window's fields."""
+
+    def spec(data: DataConfig) -> InputSpec:
+        shape = (data.flow.size, data.flow.size, len(data.flow.channels))
+        return InputSpec(name, shape, dtype="float16", normalization="none")
+
+    return InputType(
+        name=name, spec=spec, settings=flow_settings, fields=lambda data: FIELDS, make=make
+    )
 
 
-INPUT = InputType(
-    name="flow",
-    spec=lambda data: flow_spec("flow", data),
-    settings=flow_settings,
-    fields=lambda data: FIELDS,
-    make=_make,
-)
+INPUT = flow_input("flow", _make)

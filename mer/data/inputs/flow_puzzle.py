@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from mer.config import DataConfig
-from mer.data.inputs import Clip, InputType
-from mer.data.inputs.flow import FIELDS, flow_image, flow_settings, flow_spec, onset_and_apex
+from mer.data.inputs import Clip
+from mer.data.inputs.flow import flow_image, flow_input, onset_and_apex
 from mer.data.puzzle import puzzle_image
 
 
@@ -25,10 +25,4 @@ def _make(data: DataConfig, row: pd.Series, clip: Clip) -> np.ndarray:
     return flow_image(data, first, second)
 
 
-INPUT = InputType(
-    name="flow_puzzle",
-    spec=lambda data: flow_spec("flow_puzzle", data),
-    settings=flow_settings,
-    fields=lambda data: FIELDS,
-    make=_make,
-)
+INPUT = flow_input("flow_puzzle", _make)
