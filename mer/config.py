@@ -160,8 +160,9 @@ class FamilyConfig:
     family: str = "mlsp"
 
 
-def family_config_class(family: Any) -> type:
-    """The dataclass of a family's `model:` section.
+def family_named(family: Any):
+    """The `mer.models.ModelFamily` that `model.family` names: its `model:` section's
+    dataclass, train defaults and checks.
 
     Raises:
         ConfigError: an unknown family, with the known ones.
@@ -169,13 +170,13 @@ def family_config_class(family: Any) -> type:
     from mer.models import model_family  # the families import this module
 
     try:
-        return model_family(family).config
+        return model_family(family)
     except ValueError as error:
         raise ConfigError(str(error)) from None
 
 
 def _default_model() -> FamilyConfig:
-    return family_config_class("mlsp")()
+    return family_named("mlsp").config()
 
 
 @dataclasses.dataclass
@@ -314,12 +315,7 @@ def _apply_family_defaults(values: dict[str, Any]) -> None:
     model family declares (Dual-ATME trains 60 epochs of 128 clips, say)."""
     model = values.get("model")
     family = model.get("family", "mlsp") if isinstance(model, Mapping) else "mlsp"
-    from mer.models import model_family  # the families import this module
-
-    try:
-        defaults = model_family(family).train_defaults
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    defaults = family_named(family).train_defaults
     train = values.setdefault("train", {})
     if isinstance(train, dict):
         for key, value in defaults.items():
@@ -388,7 +384,7 @@ def build_typed(cls: type, values: Any, where: str = "") -> Any:
 def _convert(kind: Any, value: Any, where: str) -> Any:
     if kind is FamilyConfig:  # typed by the family it names
         family = value.get("family", "mlsp") if isinstance(value, Mapping) else None
-        return build_typed(family_config_class(family), value, where + ".")
+        return build_typed(family_named(family).config, value, where + ".")
     if dataclasses.is_dataclass(kind):
         return build_typed(kind, value, where + ".")
     origin = typing.get_origin(kind)
@@ -476,10 +472,7 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
         )
     if config.data.regions.margin < 0:
         raise ConfigError(f"data.regions.margin must be >= 0, got {config.data.regions.margin}")
-    family_config_class(config.model.family)  # the family exists
-    from mer.models import model_family
-
-    model_family(config.model.family).check(config)
+    family_named(config.model.family).check(config)
     for key in ("ray_num_cpus", "ray_num_gpus", "fold_retries"):
         if getattr(config.run, key) < 0:
             raise ConfigError(f"run.{key} must be >= 0, got {getattr(config.run, key)}")

@@ -53,19 +53,19 @@ def predictor_path() -> Path:
     )
 
 
-def dlib_image(image: np.ndarray) -> np.ndarray:
-    """An image as dlib takes it: contiguous uint8, (H, W, 3) RGB or (H, W) grey.
+def dlib_image(image: np.ndarray, what: str = "face") -> np.ndarray:
+    """An image as dlib (and the flow) takes it: contiguous uint8, (H, W, 3) RGB or (H, W) grey.
 
     Raises:
-        ValueError: not uint8, or not (H, W), (H, W, 1) or (H, W, 3).
+        ValueError: not uint8, or not (H, W), (H, W, 1) or (H, W, 3); `what` names the images.
     """
     image = np.asarray(image)
     if image.dtype != np.uint8:
-        raise ValueError(f"face images must be uint8, got {image.dtype}")
+        raise ValueError(f"{what} images must be uint8, got {image.dtype}")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
-        raise ValueError(f"face images must be (H, W), (H, W, 1) or (H, W, 3), got {image.shape}")
+        raise ValueError(f"{what} images must be (H, W), (H, W, 1) or (H, W, 3), got {image.shape}")
     return np.ascontiguousarray(image)
 
 

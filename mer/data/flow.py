@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mer.data.faces import dlib_image
 from mer.data.regions import MINIMUM_SIZE, _check_frames
 
 FLOW_CHANNELS = ("u", "v", "magnitude", "strain")
@@ -155,16 +156,8 @@ def _grey(image: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: not uint8, or not (H, W), (H, W, 1) or (H, W, 3).
     """
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f"flow images must be uint8, got {image.dtype}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        return image.astype(np.float32)
-    if image.ndim == 3 and image.shape[2] == 3:
-        return cv2.cvtColor(image.astype(np.float32), cv2.COLOR_RGB2GRAY)
-    raise ValueError(f"flow images must be (H, W), (H, W, 1) or (H, W, 3), got {image.shape}")
+    image = dlib_image(image, "flow").astype(np.float32)
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
 def optical_flow(
