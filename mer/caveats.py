@@ -71,7 +71,7 @@ ANNOTATED_WINDOW = Caveat(
     ("onset_offset window",),
 )
 WINDOW_SAMPLERS = ("onset_offset", "max_motion")  # max_motion ranks onset..offset when given
-WINDOW_INPUTS = {"flow", "flow_puzzle"}  # onset -> apex flow of the annotated window
+WINDOW_INPUTS = {"flow", "flow_puzzle", "flow_grid"}  # onset -> apex flow of the annotated window
 
 
 def run_caveats(config: ExperimentConfig) -> tuple[Caveat, ...]:

@@ -89,8 +89,8 @@ class RegionConfig:
 
 @dataclasses.dataclass
 class FlowConfig:
-    """The optical-flow inputs (`flow`, `flow_puzzle`): onset -> apex flow on the face, cropped
-    and aligned once per clip from the onset frame's dlib landmarks."""
+    """The optical-flow inputs (`flow`, `flow_puzzle`, `flow_grid`): onset -> apex flow on the
+    face, cropped and aligned once per clip from the onset frame's dlib landmarks."""
 
     algorithm: Literal["tvl1", "farneback"] = "tvl1"  # OpenCV's TV-L1 (contrib) or Farneback
     # the end frame when the sheet gives no apex (SMIC): the middle of onset..offset, or the
@@ -103,6 +103,7 @@ class FlowConfig:
     # min_max: each channel scaled to [-1, 1] per image (Dual-ATME's flow images); none: the
     # flow in pixels of the face_size face (u, v; magnitude; strain is unitless)
     scaling: Literal["min_max", "none"] = "min_max"
+    grid: int = 8  # flow_grid: cells per side of the grid the flow is averaged over
 
 
 @dataclasses.dataclass
@@ -437,10 +438,18 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
         "train.epochs": config.train.epochs,
         "train.batch_size": config.train.batch_size,
         "train.micro_batches": config.train.micro_batches,
+        "data.flow.face_size": config.data.flow.face_size,
+        "data.flow.size": config.data.flow.size,
+        "data.flow.grid": config.data.flow.grid,
     }
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be at least 1, got {value}")
+    if config.data.flow.grid > config.data.flow.face_size:
+        raise ConfigError(
+            f"data.flow.grid ({config.data.flow.grid}) must be at most data.flow.face_size "
+            f"({config.data.flow.face_size}): a cell is at least one pixel"
+        )
     if config.train.batch_size % config.train.micro_batches:
         raise ConfigError(
             f"train.batch_size ({config.train.batch_size}) must be a multiple of "

@@ -47,6 +47,7 @@ from mer.evaluation.report import (
     summarize,
 )
 from mer.io import write_atomically, write_csv, write_json
+from mer.models import model_family
 from mer.training.executors import FoldsFailed, finished_folds, run_loso, select_folds
 from mer.training.loso import (
     Fold,
@@ -112,23 +113,26 @@ def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.Dat
         + ", ".join(f"{name} {counts.get(name, 0)}" for name in config.data.classes)
     )
     caveats = run_caveats(config)
+    family = model_family(config.model.family)
+    each = f"{config.train.epochs} epochs each" if family.fit is None else "fitted once each"
     if subjects:
         use = "see below" if caveats else "it is used for nothing else"
         print(
-            f"Protocol: LOSO, {subjects} folds, {config.train.epochs} epochs each, final weights "
+            f"Protocol: LOSO, {subjects} folds, {each}, final weights "
             f"predict the held-out subject ({use})"
         )
     else:
         print(
             f"Protocol: no subject ids: stratified {config.train.kfold}-fold, "
-            f"{config.train.epochs} epochs each (not subject-independent)"
+            f"{each} (not subject-independent)"
         )
     for line in format_caveats(summary_entries(caveats)["caveats"]):
         print(line)
+    training = f"batch {config.train.batch_size}, learning rate {config.train.learning_rate}"
     print(
         f"Model: {config.model.family}, inputs {describe_inputs(input_specs(config.data))}, "
         f"{model.count_params():,} parameters; "
-        f"batch {config.train.batch_size}, learning rate {config.train.learning_rate}"
+        + family.not_applicable.get("train", training)
     )
     return model.count_params()
 

@@ -44,9 +44,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mer.bundle import Bundle, load_bundle
+from mer.config import ConfigError
 from mer.data.inputs import input_type, selected_frames
 from mer.data.inputs.au_regions import region_crops
 from mer.inference.predict import clip_manifest, predict_streams, preprocess_clips
+from mer.models import DEFAULT_FAMILY, model_family
 
 CONV_LAYERS = (keras.layers.Conv2D, keras.layers.Conv3D)
 HEAT_ALPHA = 0.45  # weight of the heat map over the frame
@@ -469,6 +471,9 @@ def _write_gif(path: Path, frames: list[np.ndarray]) -> None:
 def explain_command(arguments: argparse.Namespace) -> int:
     """`python -m mer explain`: writes the strip and the GIF, prints what it wrote as JSON."""
     bundle = load_bundle(arguments.model)
+    reason = model_family(bundle.info.get("family", DEFAULT_FAMILY)).not_applicable.get("explain")
+    if reason:
+        raise ConfigError(reason)
     explanation = explain_clip(
         bundle,
         arguments.clip,

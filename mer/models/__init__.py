@@ -29,6 +29,10 @@ class ModelFamily:
     loss: Callable[[Any], Any]  # the experiment config -> a Keras loss
     train_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     check: Callable[[Any], None] = lambda config: None  # raises ConfigError on a bad setting
+    # (network, normalised inputs, labels, config, seed) -> curves; None: Keras fit
+    fit: Callable[..., dict[str, list[float]]] | None = None
+    # command or "train" -> why it does not apply to this family, said in one line
+    not_applicable: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def known_families() -> list[str]:

@@ -18,6 +18,7 @@ import numpy as np
 from mer.bundle import MODEL_FILE, save_bundle
 from mer.config import ExperimentConfig
 from mer.data.batches import ClipBatches, Normalizer, fit_normalizers
+from mer.models import model_family
 from mer.training.distribution import distribution_scope, even_batches
 from mer.training.loso import (
     FiniteLossGuard,
@@ -25,6 +26,7 @@ from mer.training.loso import (
     _fit_verbosity,
     build_model,
     final_model_seed,
+    fit_family,
     step_batch_size,
 )
 from mer.training.schedules import step_decay
@@ -104,6 +106,8 @@ def _fit(
     )
     batches = even_batches(batches, replicas, training=True)  # each device gets a share
     model = build_model(config)
+    if model_family(config.model.family).fit is not None:
+        return model, normalizers, fit_family(model, streams, labels, normalizers, config, seed)
     schedule = step_decay(
         config.train.learning_rate, config.train.decay_epochs, config.train.decay_factor
     )

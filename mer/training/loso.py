@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mer.config import ConfigError, ExperimentConfig
-from mer.data.batches import ClipBatches, fit_normalizers
+from mer.data.batches import ClipBatches, Normalizer, fit_normalizers
 from mer.data.export_flow import FLOW_INPUTS, flow_image_path
 from mer.data.inputs import input_specs
 from mer.data.sheets import DataError
@@ -259,6 +259,8 @@ class FoldModels:
             target.assign(source)
         fresh.optimizer.build(fresh.trainable_variables)
         optimizer = self.model.optimizer
+        if not optimizer.built:  # a family with its own fit never ran Keras's
+            optimizer.build(self.model.trainable_variables)
         for target, source in zip(optimizer.variables, fresh.optimizer.variables, strict=True):
             target.assign(source)
         return self.model
@@ -311,6 +313,7 @@ def _fit_and_predict(
     # dataset_global is the published normalisation over every clip, the held-out ones too
     measured = streams if config.data.normalization == "dataset_global" else train_streams
     normalizers = fit_normalizers(config.data, measured)
+    seed = fold_seed(config.seed, fold.subject)
     batches = ClipBatches(
         train_streams,
         labels[fold.train],
@@ -318,7 +321,7 @@ def _fit_and_predict(
         step_batch_size(config),
         normalizers,
         shuffle=True,
-        seed=fold_seed(config.seed, fold.subject),
+        seed=seed,
     )
     validation = None
     test_streams = pick(fold.test)
@@ -338,6 +341,38 @@ def _fit_and_predict(
     if validation is not None:
         validation = even_batches(validation, replicas)
     model = build_model(config) if models is None else models.for_fold(config)
+    if model_family(config.model.family).fit is not None:
+        curves = fit_family(model, train_streams, labels[fold.train], normalizers, config, seed)
+    else:
+        curves = _fit_keras(model, batches, validation, config, fold, fold_dir, callbacks)
+    test_batches = ClipBatches(test_streams, None, classes, config.train.batch_size, normalizers)
+    test_batches = even_batches(test_batches, replicas)  # may repeat clips at the end: cut
+    probabilities = np.asarray(
+        model.predict(test_batches, verbose=0, callbacks=list(callbacks)), dtype=np.float64
+    )[: len(fold.test)]
+    if config.run.save_weights:
+        partial = fold_dir / ".partial.weights.h5"  # renamed once complete, as every result
+        model.save_weights(partial)
+        partial.replace(fold_dir / "model.weights.h5")
+    write_json(fold_dir / "history.json", curves)
+    write_json(
+        fold_dir / "normalization.json", [normalizer.to_dict() for normalizer in normalizers]
+    )
+    seconds = time.perf_counter() - started
+    return FoldResult(fold.subject, fold.test, probabilities, curves, seconds, seed)
+
+
+def _fit_keras(
+    model: keras.Model,
+    batches: ClipBatches,
+    validation: ClipBatches | None,
+    config: ExperimentConfig,
+    fold: Fold,
+    fold_dir: Path,
+    callbacks: Sequence[keras.callbacks.Callback],
+) -> dict[str, list[float]]:
+    """Keras's fit for the configured epochs and schedule; the fold's curves. Under
+    eval.protocol=paper the weights of the best epoch on the test subject are loaded after."""
     fit_callbacks = [
         *callbacks,
         FiniteLossGuard(fold.subject),
@@ -369,23 +404,23 @@ def _fit_and_predict(
     )
     if config.eval.protocol == "paper":
         model.load_weights(best)
-    test_batches = ClipBatches(test_streams, None, classes, config.train.batch_size, normalizers)
-    test_batches = even_batches(test_batches, replicas)  # may repeat clips at the end: cut
-    probabilities = np.asarray(
-        model.predict(test_batches, verbose=0, callbacks=list(callbacks)), dtype=np.float64
-    )[: len(fold.test)]
-    if config.run.save_weights:
-        partial = fold_dir / ".partial.weights.h5"  # renamed once complete, as every result
-        model.save_weights(partial)
-        partial.replace(fold_dir / "model.weights.h5")
-    curves = {key: [float(value) for value in values] for key, values in history.history.items()}
-    write_json(fold_dir / "history.json", curves)
-    write_json(
-        fold_dir / "normalization.json", [normalizer.to_dict() for normalizer in normalizers]
-    )
-    seconds = time.perf_counter() - started
-    seed = fold_seed(config.seed, fold.subject)
-    return FoldResult(fold.subject, fold.test, probabilities, curves, seconds, seed)
+    return {key: [float(value) for value in values] for key, values in history.history.items()}
+
+
+def fit_family(
+    model: keras.Model,
+    streams: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    normalizers: Sequence[Normalizer],
+    config: ExperimentConfig,
+    seed: int,
+) -> dict[str, list[float]]:
+    """The family's own fit (scikit-learn's, say) on the normalised clips, stacked."""
+    inputs = [
+        np.stack([normalizer(clip) for clip in stream])
+        for normalizer, stream in zip(normalizers, streams, strict=True)
+    ]
+    return model_family(config.model.family).fit(model, inputs, labels, config, seed)
 
 
 def _fit_verbosity(setting: str | int) -> int:
