@@ -10,8 +10,9 @@ import pytest
 import mer.data.inputs.flow as flow_input
 from mer.config import DataConfig, FlowConfig
 from mer.data.faces import shared_landmarker
-from mer.data.flow import aligned_face
+from mer.data.flow import aligned_face, optical_flow
 from mer.data.inputs import input_specs
+from mer.data.inputs.flow_grid import grid_means
 from mer.data.manifest import build_manifest
 from mer.data.sources import preprocess
 from tests.data.replicas import write_sheet
@@ -102,10 +103,11 @@ CHANGES = {
     "channels": ["u", "v", "strain"],
     "scaling": "none",
 }
+GRID_ONLY = {"grid": 4}  # flow_grid's, not the flow images'
 
 
 def test_every_flow_setting_is_changed_below():
-    assert set(CHANGES) == {field.name for field in dataclasses.fields(FlowConfig)}
+    assert set(CHANGES) | set(GRID_ONLY) == {field.name for field in dataclasses.fields(FlowConfig)}
 
 
 @pytest.mark.parametrize(("setting", "value"), CHANGES.items())
@@ -169,3 +171,33 @@ def test_the_puzzle_flow_has_its_spec_and_is_not_the_face_flow(astronaut, tmp_pa
         assert array.shape == spec.shape == (SIZE, SIZE, 3)
         assert (array.min(), array.max()) == (-1, 1)  # min_max scaling
     assert np.abs(np.asarray(puzzle, np.float32) - face).mean() > 0.1
+
+
+def test_the_grid_features_are_the_grid_means_of_the_face_flow(astronaut, tmp_path):
+    """flow_grid: (grid, grid, 2) float32, the grid means of the aligned face's onset -> apex
+    flow with its median removed: the whole photo's translation, the same at every pixel of
+    the face, is gone."""
+    onset, landmarks, manifest = astronaut
+    data = dataclasses.replace(_data(tmp_path), inputs=["flow_grid"])
+    (features,) = preprocess(data, _clip(manifest, "moving")).streams[0]
+    assert features.dtype == np.float32 and features.shape == input_specs(data)[0].shape == (
+        8, 8, 2
+    )
+    aligned = aligned_face(np.stack([onset, _translated(onset, SHIFT)]), landmarks, FACE_SIZE)
+    flow = optical_flow(aligned.frames[0], aligned.frames[1], data.flow.algorithm)
+    np.testing.assert_allclose(features, grid_means(flow, 8), atol=1e-6)
+    assert np.abs(flow.mean(axis=(0, 1))).max() > 0.3 and np.abs(features).mean() < 0.1
+
+
+def test_the_grid_is_in_the_grid_features_key_only(astronaut, tmp_path):
+    _, _, manifest = astronaut
+    moving = _clip(manifest, "moving")
+    images = _data(tmp_path, algorithm="farneback")
+    grid = dataclasses.replace(images, inputs=["flow_grid"])
+    preprocess(images, moving), preprocess(grid, moving)
+    coarser = dataclasses.replace(images.flow, **GRID_ONLY)
+    assert preprocess(dataclasses.replace(images, flow=coarser), moving).hits == 1
+    assert preprocess(dataclasses.replace(grid, flow=coarser), moving).hits == 0
+    for setting, value in (("size", SIZE // 2), ("channels", ["u"]), ("scaling", "none")):
+        changed = dataclasses.replace(grid.flow, **{setting: value})  # the images' settings
+        assert preprocess(dataclasses.replace(grid, flow=changed), moving).hits == 1, setting

@@ -35,8 +35,10 @@ FIELDS = ["frames", "onset", "apex", "offset"]
 
 
 def flow_settings(data: DataConfig) -> dict:
-    """Every setting the flow inputs depend on."""
-    return {"flow": dataclasses.asdict(data.flow)}
+    """Every setting the flow images depend on (all of `data.flow` but flow_grid's grid)."""
+    settings = dataclasses.asdict(data.flow)
+    del settings["grid"]
+    return {"flow": settings}
 
 
 def onset_and_apex(data: DataConfig, row: pd.Series, clip: Clip) -> AlignedClip:
