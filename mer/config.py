@@ -445,6 +445,11 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be at least 1, got {value}")
+    if "flow_sequence" in config.data.input_names() and config.data.frames < 2:
+        raise ConfigError(
+            f"data.inputs flow_sequence needs data.frames >= 2 (one flow step per pair), got "
+            f"{config.data.frames}"
+        )
     if config.data.flow.grid > config.data.flow.face_size:
         raise ConfigError(
             f"data.flow.grid ({config.data.flow.grid}) must be at most data.flow.face_size "

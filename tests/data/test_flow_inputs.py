@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import mer.data.inputs.flow as flow_input
-from mer.config import DataConfig, FlowConfig
+import mer.data.inputs.flow_sequence as flow_sequence_input
+from mer.config import ConfigError, DataConfig, FlowConfig, load_config
 from mer.data.faces import shared_landmarker
 from mer.data.flow import aligned_face, optical_flow
 from mer.data.inputs import input_specs
@@ -58,7 +59,8 @@ def astronaut(tmp_path_factory):
     data = DataConfig(classes=["moving", "static"])
     manifest = build_manifest(data, root, root / "coding.xlsx", "astronaut").samples
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(flow_input, "shared_landmarker", lambda: landmarker)
+        for module in (flow_input, flow_sequence_input):
+            patch.setattr(module, "shared_landmarker", lambda: landmarker)
         yield onset, landmarker.found, manifest
 
 
@@ -201,3 +203,30 @@ def test_the_grid_is_in_the_grid_features_key_only(astronaut, tmp_path):
     for setting, value in (("size", SIZE // 2), ("channels", ["u"]), ("scaling", "none")):
         changed = dataclasses.replace(grid.flow, **{setting: value})  # the images' settings
         assert preprocess(dataclasses.replace(grid, flow=changed), moving).hits == 1, setting
+
+
+def test_the_flow_sequence_measures_each_step_on_one_crop(astronaut, tmp_path):
+    """flow_sequence over the moving clip's 3 frames (onset, moved, moved): the first step is
+    the shift in face pixels, the second none; the crop is the first frame's for both."""
+    onset, landmarks, manifest = astronaut
+    data = dataclasses.replace(
+        _data(tmp_path, scaling="none"), inputs=["flow_sequence"], frames=3, sampler="first"
+    )
+    (steps,) = preprocess(data, _clip(manifest, "moving")).streams[0]
+    assert steps.dtype == np.float16 and steps.shape == input_specs(data)[0].shape == (
+        2, SIZE, SIZE, 3
+    )
+    aligned = aligned_face(onset[None], landmarks, FACE_SIZE)
+    expected = aligned.matrix[:, :2] @ SHIFT
+    box = aligned.landmarks * SIZE / FACE_SIZE
+    (left, top), (right, bottom) = box.min(axis=0).astype(int), box.max(axis=0).astype(int)
+    face = np.asarray(steps[:, top:bottom, left:right, :2], np.float32).mean(axis=(1, 2))
+    np.testing.assert_allclose(face[0], expected, atol=0.1)
+    assert np.abs(np.asarray(steps[1], np.float32)).max() < 1e-3
+    fewer = preprocess(dataclasses.replace(data, frames=2), _clip(manifest, "moving"))
+    assert fewer.hits == 0 and fewer.streams[0][0].shape == (1, SIZE, SIZE, 3)
+
+
+def test_a_flow_sequence_of_one_frame_is_refused():
+    with pytest.raises(ConfigError, match="flow_sequence needs data.frames >= 2"):
+        load_config(None, ["data.inputs=[flow_sequence]", "data.frames=1"])
