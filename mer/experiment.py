@@ -362,21 +362,24 @@ def make_folds(
     config: ExperimentConfig, manifest: pd.DataFrame, labels: np.ndarray
 ) -> tuple[list, str]:
     """LOSO folds, or stratified k-fold when the dataset has no subject ids; and which."""
+    training = "fixed epochs, final weights"
+    if model_family(config.model.family).fit is not None:
+        training = "fitted once on the training clips"
     if manifest["subject"].isna().all():
         folds = stratified_folds(labels, config.train.kfold, config.seed)
         protocol = (
             f"stratified {config.train.kfold}-fold: the dataset has no subject ids, so folds are "
-            "not subject-independent; fixed epochs, final weights"
+            f"not subject-independent; {training}"
         )
     else:
         folds = loso_folds(
             manifest["subject"].tolist(), config.train.validation_subjects, config.seed
         )
-        protocol = "loso: fixed epochs, final weights; the held-out subject is only predicted"
+        protocol = f"loso: {training}; the held-out subject is only predicted"
         if config.eval.protocol == "paper":
             protocol = f"paper ({PAPER_PROTOCOL.text}); loso folds"
         elif run_caveats(config):
-            protocol = "loso: fixed epochs, final weights; see the caveats for what else of the "
+            protocol = f"loso: {training}; see the caveats for what else of the "
             protocol += "held-out subject is used"
     print(f"Folds: {protocol}")
     return folds, protocol
