@@ -107,6 +107,37 @@ class FlowConfig:
 
 
 @dataclasses.dataclass
+class FMERDataConfig:
+    """The FMER inputs (`fmer_patches`, `au_frames`); their face crop, flow algorithm and
+    alignment margin are data.flow's (face_size: the 128 px crop the repository leaves unsaid)."""
+
+    # the magnification factors cached per clip (training draws one per clip)
+    alphas: list[float] = dataclasses.field(
+        default_factory=lambda: [1.2, 1.4, 1.6, 1.8, 2.0, 2.2, 2.4, 2.6, 2.8, 3.0]
+    )
+    test_alpha: float = 2.0  # one of alphas, stored first: the factor held-out clips use
+    # frames at fractional times: warped_blend (a TV-L1-warped blend of the two frames around
+    # it; replaces RIFE, whose weights are not public) or cross_fade (their linear mix)
+    interpolation: Literal["warped_blend", "cross_fade"] = "warped_blend"
+    # the published EVM output: the first frame dropped and the raw last frame appended
+    published_frame_order: bool = False
+    au_size: int = 144  # side of the AU stream's frames
+    # rgb: RGB scaled to [0, 1]; bgr_raw: the published BGR 0-255
+    au_colour: Literal["rgb", "bgr_raw"] = "rgb"
+
+    def __post_init__(self) -> None:
+        """Checks what types cannot: distinct positive alphas holding test_alpha, au_size."""
+        if not self.alphas or len(set(self.alphas)) != len(self.alphas) or min(self.alphas) <= 0:
+            raise ConfigError(f"data.fmer.alphas must be distinct and positive, got {self.alphas}")
+        if self.test_alpha not in self.alphas:
+            raise ConfigError(
+                f"data.fmer.test_alpha {self.test_alpha} is not one of alphas {self.alphas}"
+            )
+        if self.au_size < 8:
+            raise ConfigError(f"data.fmer.au_size must be at least 8, got {self.au_size}")
+
+
+@dataclasses.dataclass
 class DataConfig:
     """Where the clips are, how they are labelled, and how frames become model input."""
 
@@ -144,6 +175,7 @@ class DataConfig:
     demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)
     regions: RegionConfig = dataclasses.field(default_factory=RegionConfig)
     flow: FlowConfig = dataclasses.field(default_factory=FlowConfig)
+    fmer: FMERDataConfig = dataclasses.field(default_factory=FMERDataConfig)
 
     def input_names(self) -> list[str]:
         """The model's inputs, in order (see `inputs`)."""
