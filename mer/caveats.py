@@ -71,7 +71,8 @@ ANNOTATED_WINDOW = Caveat(
     ("onset_offset window",),
 )
 WINDOW_SAMPLERS = ("onset_offset", "max_motion")  # max_motion ranks onset..offset when given
-WINDOW_INPUTS = {"flow", "flow_puzzle", "flow_grid"}  # onset -> apex flow of the annotated window
+# inputs made from the annotated onset, apex and offset whatever the sampler
+WINDOW_INPUTS = {"flow", "flow_puzzle", "flow_grid", "fmer_patches", "au_frames"}
 
 
 def run_caveats(config: ExperimentConfig) -> tuple[Caveat, ...]:
