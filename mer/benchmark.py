@@ -12,7 +12,11 @@ Everything runs on synthetic data of the configured shape, so no dataset is need
    2.2x forward here, not the rule-of-thumb 3x, because the first convolutions, which carry most
    of the cost, need no input gradient;
 5. peak resident memory of the process;
-6. preprocessing clips/s of the configured inputs (`data.inputs`: decoding, face detection,
+6. what the figures depend on: the CPU's widest vector ISA, the oneDNN ISA in use
+   (`ONEDNN_MAX_CPU_ISA` limits it), whether TensorFlow runs its oneDNN kernels (on by default
+   only on CPUs with AVX512_VNNI, AVX512_BF16, AVX-VNNI or AMX; `TF_ENABLE_ONEDNN_OPTS` decides
+   otherwise) and TensorFlow op determinism, which the benchmark switches on as runs do;
+7. preprocessing clips/s of the configured inputs (`data.inputs`: decoding, face detection,
    landmarks and the AU-region crop, or the aligned face and two TV-L1 flows, ...) on demo
    videos.
 """
@@ -36,6 +40,8 @@ from mer.config import ExperimentConfig, SheetColumns
 from mer.data.batches import ClipBatches, fit_normalizers
 from mer.data.cache import ClipCache
 from mer.models.flops import forward_flops, training_flops
+from mer.models.layers import Conv3D as StackedFrameConv3D
+from mer.models.layers import tensorflow_onednn
 from mer.specs import InputSpec
 
 KEYS = (
@@ -51,7 +57,12 @@ KEYS = (
     "backend",
     "device",
     "dtype",
+    "cpu_isa",
+    "onednn_isa",
+    "tensorflow_onednn",
+    "deterministic",
 )
+CPU_ISAS = ("avx512f", "avx2", "avx", "sse4_2")  # widest first, as /proc/cpuinfo names them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +101,9 @@ class RepeatedBatch(keras.utils.PyDataset):
 def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int | None = None):
     """Runs every measurement for `config`'s model and input shape; returns the KEYS dict."""
     from mer.data.inputs import input_specs
-    from mer.training.loso import build_model, step_batch_size
+    from mer.training.loso import build_model, make_deterministic, step_batch_size
 
+    make_deterministic()  # as runs do: the kernels a run computes with
     specs = input_specs(config.data)
     shapes = [spec.shape for spec in specs]
     batch_size = step_batch_size(config)  # clips per training step
@@ -141,6 +153,16 @@ def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int |
         "backend": keras.backend.backend(),
         "device": device_name(),
         "dtype": model.dtype_policy.name,
+        "cpu_isa": cpu_isa(),
+        "onednn_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default (all the CPU has)"),
+        "tensorflow_onednn": tensorflow_onednn(),
+        "deterministic": op_determinism(),
+        # the form of the first-stage convs timed (model.convolution, `auto` resolved)
+        "convolution": (
+            "stacked"
+            if any(isinstance(layer, StackedFrameConv3D) for layer in model.layers)
+            else "plain"
+        ),
         "train_gflops_per_clip": round(train_gflops, 3),
         "input_shape": list(shapes[0]),
         "inputs": [[spec.name, list(spec.shape)] for spec in specs],
@@ -242,6 +264,32 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def cpu_isa(cpuinfo: str | None = None) -> str:
+    """The widest vector ISA among the CPU's flags in /proc/cpuinfo (or `cpuinfo`, its text),
+    e.g. "avx512f" or "avx2"; "unknown" where there is no such file."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return "unknown"
+    flags = {
+        flag
+        for line in cpuinfo.splitlines()
+        if line.startswith("flags")
+        for flag in line.split(":", 1)[1].split()
+    }
+    return next((isa for isa in CPU_ISAS if isa in flags), "unknown")
+
+
+def op_determinism() -> bool | None:
+    """Whether TensorFlow's op determinism is on; None on the other backends."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    from tensorflow.python.framework import config  # enable_op_determinism's public twin is absent
+
+    return config.is_op_determinism_enabled()
 
 
 def _cpu_count() -> int:

@@ -1,4 +1,5 @@
-"""`python -m mer bench`: runs on tiny shapes and prints every key (no timing is asserted); the
+"""`python -m mer bench`: runs on tiny shapes and prints every key (no timing is asserted), with
+the machine's vector ISA, the oneDNN ISA and TensorFlow's op determinism as runs set it; the
 analytic FLOPs checked against TensorFlow's profiler and a count by hand."""
 
 import json
@@ -7,7 +8,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from mer.benchmark import KEYS, BenchPlan
+from mer.benchmark import CPU_ISAS, KEYS, BenchPlan, cpu_isa
 from mer.cli import main
 from mer.data import sources
 from mer.data.sources import preprocess
@@ -20,16 +21,23 @@ DUAL_ATME = ["data.flow.face_size=64", "model.inception_filters=[6]", "model.den
 
 
 @pytest.mark.parametrize(
-    ("config", "overrides", "inputs"),
+    ("config", "overrides", "inputs", "onednn_isa", "convolution"),
     [
-        ("config/me_model.yaml", TINY, [["frames", [4, 16, 16, 3]]]),
-        ("config/dual_atme.yaml", DUAL_ATME, [["flow", [28, 28, 3]], ["flow_puzzle", [28, 28, 3]]]),
+        ("config/me_model.yaml", [*TINY, "model.convolution=stacked"], [["frames", [4, 16, 16, 3]]],
+         None, "stacked"),
+        ("config/dual_atme.yaml", DUAL_ATME, [["flow", [28, 28, 3]], ["flow_puzzle", [28, 28, 3]]],
+         "AVX2", "plain"),
     ],
 )
 def test_bench_prints_one_json_object_with_every_key(
-    config, overrides, inputs, tmp_path, capsys, monkeypatch
+    config, overrides, inputs, onednn_isa, convolution, tmp_path, capsys, monkeypatch
 ):
-    """For each family; the preprocessing timed is that of the configured inputs."""
+    """For each family; the preprocessing timed is that of the configured inputs; the oneDNN
+    ISA is the one ONEDNN_MAX_CPU_ISA names, if set; the form of the first convs is named."""
+    if onednn_isa:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", onednn_isa)
+    else:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     timed = []
 
     def recorded_preprocess(data, manifest):
@@ -48,12 +56,25 @@ def test_bench_prints_one_json_object_with_every_key(
         assert result[key] > 0, key
     assert result["backend"] == "tensorflow" and result["dtype"] == "float32"
     assert result["device"].startswith("cpu")
+    assert result["cpu_isa"] in (*CPU_ISAS, "unknown")
+    assert result["onednn_isa"] == (onednn_isa or "default (all the CPU has)")
+    assert isinstance(result["tensorflow_onednn"], bool)
+    assert result["deterministic"] is True
+    assert result["convolution"] == convolution
     assert result["inputs"] == inputs and result["input_shape"] == inputs[0][1]
     assert timed == [[name for name, _ in inputs]]
     assert json.loads(saved.read_text()) == result
     plot = tmp_path / "bench.png"
     assert main(["bench-plot", str(plot), str(saved), str(saved)]) == 0
     assert plot.stat().st_size > 0
+
+
+def test_cpu_isa_is_the_widest_flag():
+    assert cpu_isa("processor : 0\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw\n") == (
+        "avx512f"
+    )
+    assert cpu_isa("flags : fpu sse4_2 avx avx2 fma\nflags : fpu sse4_2 avx avx2 fma\n") == "avx2"
+    assert cpu_isa("Features : fp asimd sve\n") == "unknown"  # an Arm CPU
 
 
 def test_bench_plan_uses_whole_batches():

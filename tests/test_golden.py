@@ -5,10 +5,20 @@ fold probabilities recorded in tests/golden/demo_predictions.json. They are thos
 written after the redesign and compared equal, float for float, with that commit's
 fold_result.json files.
 
-The runs pin oneDNN to its AVX2 kernels (ONEDNN_MAX_CPU_ISA=AVX2), so CPUs with and without
-AVX-512 compute the same sums. The demo's videos are decoded by the CPU's codec build: when the
-decoded inputs differ from the recorded ones, the predictions cannot be compared, and the test
-says so instead of failing on a codec.
+The runs pin TensorFlow to its oneDNN kernels (TF_ENABLE_ONEDNN_OPTS=1: by default it uses them
+only on CPUs with AVX512_VNNI, AVX512_BF16, AVX-VNNI or AMX) and those to AVX2
+(ONEDNN_MAX_CPU_ISA=AVX2), so CPUs with and without AVX-512 compute the same sums; and the
+first-stage convs to Keras's Conv3D (model.convolution=conv3d), the form the file was computed
+with. The other form, the stacked-frame Conv3D (`model.convolution=stacked`, which `auto` picks
+where TensorFlow runs without oneDNN), computes the same sums in another order: rather than a
+second run of both scripts, the test trains ME_model's fold once more with it (the script whose
+two branches both read the frames, so both stacked convs, their weight gradients and two
+epochs of updates are in play) and checks that it predicts the golden classes, with every
+probability within STACKED_TOLERANCE of the golden one.
+
+The demo's videos are decoded by the CPU's codec build: when the decoded inputs differ from the
+recorded ones, the predictions cannot be compared, and the test says so instead of failing on a
+codec.
 
     python -m tests.test_golden     # rewrites the golden file from the current code
 """
@@ -19,12 +29,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mer.config import PROJECT_ROOT
 
 GOLDEN = Path(__file__).parent / "golden" / "demo_predictions.json"
 SCRIPTS = {"ME_model": "demo.yaml", "dual_branch_3dcnn_au": "demo_dual_branch.yaml"}
+# (name, script, extra overrides): the golden runs, then ME_model's with the stacked-frame convs
+GOLDEN_RUNS = [(script, script, ["model.convolution=conv3d"]) for script in SCRIPTS]
+STACKED_RUN = ("ME_model_stacked", "ME_model", ["model.convolution=stacked"])
+STACKED_TOLERANCE = 1e-5  # largest |difference| of a probability (3e-7 measured here)
 
 RUN = """
 import hashlib, json, sys
@@ -35,17 +50,17 @@ from mer.config import load_config
 from mer.data.sources import load_manifest, preprocess, resolve_source
 from mer.data.synthetic import DemoSpec, generate_demo
 
-out, scripts = Path(sys.argv[1]), json.loads(sys.argv[2])
+out, runs, presets = Path(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
 root = out / "demo"
 sheet = generate_demo(root, DemoSpec(subjects=2, clips_per_class=1, frames=16, size=64))
 overrides = [f"data.root={root}", f"data.sheet={sheet}", "data.size=32", "train.epochs=2",
              "train.decay_epochs=[1]", "train.batch_size=4", "run.tensorboard=false",
-             f"data.cache_dir={out / 'cache'}", f"run.output_dir={out / 'runs'}",
-             f"run.split_lists_dir={out / 'txt'}"]
+             f"data.cache_dir={out / 'cache'}", f"run.split_lists_dir={out / 'txt'}"]
 found = {}
-for script, preset in scripts.items():
-    config_path = Path("config") / preset
-    config = load_config(config_path, overrides)
+for name, script, extra in runs:
+    config_path = Path("config") / presets[script]
+    run_overrides = [*overrides, *extra, f"run.output_dir={out / 'runs' / name}"]
+    config = load_config(config_path, run_overrides)
     source = resolve_source(config.data)
     data = source.resolved(config.data)
     manifest = load_manifest(data, source).samples
@@ -54,24 +69,24 @@ for script, preset in scripts.items():
         for array in stream:
             digest.update(np.ascontiguousarray(array).tobytes())
     arguments = ["--config", str(config_path), "--folds", "1"]  # folds are seeded apart
-    for item in overrides:
+    for item in run_overrides:
         arguments += ["--set", item]
-    assert run_script(script, preset, "golden", arguments) == 0
-    (run_dir,) = (out / "runs").glob(f"{script}-*")
+    assert run_script(script, presets[script], "golden", arguments) == 0
+    (run_dir,) = (out / "runs" / name).glob(f"{script}-*")
     folds = {
         path.parent.name: json.loads(path.read_text())["probabilities"]
         for path in sorted(run_dir.glob("folds/*/fold_result.json"))
     }
-    found[script] = {"inputs_sha256": digest.hexdigest(), "folds": folds}
+    found[name] = {"inputs_sha256": digest.hexdigest(), "folds": folds}
 print(json.dumps(found))
 """
 
 
-def demo_predictions(out: Path) -> dict:
-    """The fold probabilities (and the inputs' digest) of the short demo run of each script."""
-    environment = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+def demo_predictions(out: Path, runs: list) -> dict:
+    """The fold probabilities (and the inputs' digest) of each short demo run, by name."""
+    environment = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2"}
     done = subprocess.run(
-        [sys.executable, "-c", RUN, str(out), json.dumps(SCRIPTS)],
+        [sys.executable, "-c", RUN, str(out), json.dumps(runs), json.dumps(SCRIPTS)],
         cwd=PROJECT_ROOT,
         env=environment,
         capture_output=True,
@@ -83,8 +98,10 @@ def demo_predictions(out: Path) -> dict:
 
 
 def test_demo_predictions_are_bit_identical_to_the_golden_ones(tmp_path):
+    """Float for float with Keras's Conv3D; the same classes, probabilities within
+    STACKED_TOLERANCE, with the stacked-frame one."""
     golden = json.loads(GOLDEN.read_text())
-    found = demo_predictions(tmp_path)
+    found = demo_predictions(tmp_path, [*GOLDEN_RUNS, STACKED_RUN])
     for script in SCRIPTS:
         if found[script]["inputs_sha256"] != golden[script]["inputs_sha256"]:
             pytest.skip(
@@ -92,12 +109,18 @@ def test_demo_predictions_are_bit_identical_to_the_golden_ones(tmp_path):
                 "(inputs digest differs), so the recorded predictions do not apply here"
             )
         assert found[script]["folds"] == golden[script]["folds"], script  # exact floats
+    name, script, _ = STACKED_RUN
+    assert found[name]["folds"].keys() == golden[script]["folds"].keys()
+    for fold, probabilities in golden[script]["folds"].items():
+        expected, stacked = np.array(probabilities), np.array(found[name]["folds"][fold])
+        np.testing.assert_array_equal(stacked.argmax(axis=1), expected.argmax(axis=1))
+        np.testing.assert_allclose(stacked, expected, rtol=0, atol=STACKED_TOLERANCE)
 
 
 if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as scratch:
-        result = demo_predictions(Path(scratch))
+        result = demo_predictions(Path(scratch), GOLDEN_RUNS)
     GOLDEN.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {GOLDEN}")

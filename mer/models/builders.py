@@ -12,11 +12,14 @@ from mer.models.layers import (
     ChannelAttention,
     MultiScaleMultiHeadAttention,
     SpatialAttention,
+    stacked_is_faster,
 )
+from mer.models.layers import Conv3D as StackedFrameConv3D  # named Conv3D for the weight files
 
 ATTENTION_CHOICES = (*CAM_MODES, "none")  # `cam`: a channel-attention mode, or no attention
 TEMPORAL_BLOCKS = ("gru", "lstm", "none")
 POOLINGS = ("msmh", "multi_head", "none")
+CONVOLUTIONS = ("auto", "stacked", "conv3d")  # how the first-stage convs are computed
 
 
 def build_mlsp_model(
@@ -41,6 +44,7 @@ def build_mlsp_model(
     head_dropout: float = 0.0,
     l2: float = 0.01,
     negative_slope: float = 0.2,
+    convolution: str = "auto",
     name: str = "mlsp",
 ) -> keras.Model:
     """The shallow dual-branch 3D-CNN -> CAM + spatial attention -> GRU -> MSMH recognizer.
@@ -76,6 +80,11 @@ def build_mlsp_model(
         head_dropout: rate of a Dropout after each head Dense; 0: none.
         l2: L2 factor of the regularised Dense kernels.
         negative_slope: LeakyReLU slope.
+        convolution: how the two branch convs are computed, with the same weights either way:
+            "stacked" (`mer.models.layers.Conv3D`: one Conv2D over frames stacked in depth),
+            "conv3d" (Keras Conv3D), or "auto": stacked where that is the faster form here
+            (`mer.models.layers.stacked_is_faster`). The merge conv is always a Keras Conv3D:
+            its stacked form, which needs the input gradient too, measured slower.
         name: model name.
 
     Returns:
@@ -102,6 +111,8 @@ def build_mlsp_model(
         raise ValueError(f"temporal must be one of {TEMPORAL_BLOCKS}, got {temporal!r}")
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if convolution not in CONVOLUTIONS:
+        raise ValueError(f"convolution must be one of {CONVOLUTIONS}, got {convolution!r}")
     if causal_attention_heads < 0:
         raise ValueError(
             f"causal_attention_heads must be >= 0, got {causal_attention_heads!r}"
@@ -116,12 +127,16 @@ def build_mlsp_model(
     def leaky(name: str) -> keras.layers.Layer:
         return keras.layers.LeakyReLU(negative_slope, name=name)
 
-    def conv_block(tensor, filters: int, kernel: int, prefix: str):
+    if convolution == "auto":
+        convolution = "stacked" if stacked_is_faster() else "conv3d"
+    branch_conv = StackedFrameConv3D if convolution == "stacked" else keras.layers.Conv3D
+
+    def conv_block(tensor, filters: int, kernel: int, prefix: str, conv=keras.layers.Conv3D):
         """Conv3D -> LeakyReLU -> MaxPool3D, computed as conv -> pool -> LeakyReLU: the two
         orders give the same values (LeakyReLU is increasing, so it commutes with max), and
         the activation then runs on a tensor pool_size**3 times smaller, which saves a full
         read and write of the largest tensors of the network, forward and backward."""
-        tensor = keras.layers.Conv3D(
+        tensor = conv(
             filters, kernel, padding="same", kernel_initializer="he_normal", name=f"{prefix}_conv"
         )(tensor)
         tensor = keras.layers.MaxPooling3D(
@@ -133,9 +148,9 @@ def build_mlsp_model(
     inputs = [keras.Input(tuple(input_shape), name="frames")]
     if streams == 2:
         inputs.append(keras.Input(tuple(input_shape), name="regions"))
-    features = conv_block(inputs[0], branch_filters, 5, "branch5")
+    features = conv_block(inputs[0], branch_filters, 5, "branch5", branch_conv)
     if branches == 2:
-        branch_b = conv_block(inputs[-1], branch_filters, 3, "branch3")
+        branch_b = conv_block(inputs[-1], branch_filters, 3, "branch3", branch_conv)
         features = keras.layers.Concatenate(name="branches")([features, branch_b])
     features = conv_block(features, merge_filters, 3, "merge")  # (batch, T, H, W, C)
 

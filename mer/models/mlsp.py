@@ -47,6 +47,10 @@ class MLSPConfig(FamilyConfig):
     head_dropout: float = 0.0  # Dropout after each head Dense; 0: none
     l2: float = 0.01
     negative_slope: float = 0.2  # LeakyReLU
+    # how the two branch convs are computed (same weights, same sums up to rounding): stacked
+    # (one Conv2D over frames stacked in depth), conv3d (Keras Conv3D), or auto: stacked where
+    # measured faster (CPUs, with TensorFlow without its oneDNN kernels or with JAX)
+    convolution: Literal["auto", "stacked", "conv3d"] = "auto"
 
 
 def build(model: MLSPConfig, specs: Sequence[InputSpec], classes: int) -> keras.Model:

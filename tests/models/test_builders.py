@@ -1,4 +1,5 @@
-"""The published networks: parameter counts, shapes, pooling, save/load, other backends."""
+"""The published networks: parameter counts (either form of the first convs), shapes, pooling,
+save/load, other backends."""
 
 import os
 import subprocess
@@ -18,15 +19,18 @@ TINY = dict(branch_filters=4, merge_filters=4, dense_units=(8, 8), gru_units=16,
             head_units=(8, 4))
 
 
-def test_mlsp_parameter_count_is_the_published_one():
-    model = build_mlsp_model((10, 128, 128, 3), 3)
+@pytest.mark.parametrize("convolution", ["conv3d", "stacked"])
+def test_mlsp_parameter_count_is_the_published_one(convolution):
+    model = build_mlsp_model((10, 128, 128, 3), 3, convolution=convolution)
     assert model.count_params() == 2_836_759
     assert tuple(model.get_layer("merge_pool").output.shape[1:]) == (2, 15, 15, 32)
     assert tuple(model.get_layer("msmh").output.shape[1:]) == (510,)
 
 
-def test_dual_branch_au_parameter_count_and_shapes():
-    model = build_mlsp_model((30, 128, 128, 3), 3, streams=2, merge_filters=64, dropout=0.5)
+@pytest.mark.parametrize("convolution", ["conv3d", "stacked"])
+def test_dual_branch_au_parameter_count_and_shapes(convolution):
+    model = build_mlsp_model((30, 128, 128, 3), 3, streams=2, merge_filters=64, dropout=0.5,
+                             convolution=convolution)
     assert model.count_params() == 3_817_055
     assert tuple(model.get_layer("branch5_pool").output.shape[1:]) == (10, 43, 43, 32)
     assert tuple(model.get_layer("merge_pool").output.shape[1:]) == (4, 15, 15, 64)
@@ -157,9 +161,10 @@ BACKEND_SCRIPT = textwrap.dedent(
     import sys
     import numpy as np, keras
     from mer.models.builders import build_mlsp_model
+    from mer.models.layers import Conv3D as StackedFrameConv3D, stacked_is_faster
     from mer.models.losses import WeightedCategoricalCrossentropy
     assert keras.backend.backend() == "{backend}", keras.backend.backend()
-    model = build_mlsp_model((4, 16, 16, 3), 3, streams=2, **{tiny})
+    model = build_mlsp_model((4, 16, 16, 3), 3, streams=2, convolution="stacked", **{tiny})
     x = np.random.default_rng(0).normal(size=(4, 4, 16, 16, 3)).astype("float32")
     model.compile("adam", WeightedCategoricalCrossentropy([0.3, 0.35, 0.35]))
     history = model.fit((x, x), np.eye(3)[[0, 1, 2, 0]], epochs=2, batch_size=2, verbose=0)
@@ -168,22 +173,34 @@ BACKEND_SCRIPT = textwrap.dedent(
         keras.ops.convert_to_numpy(getattr(keras.layers, layer)(**options)(inputs[str(index)]))
         for index, (layer, options, _) in enumerate({poolings})
     ]
-    np.savez(sys.argv[2], *pooled)
+    clip = inputs["clip"]
+    plain = keras.layers.Conv3D(4, 5, padding="same", bias_initializer="he_normal")
+    plain.build(clip.shape)
+    stacked = StackedFrameConv3D(4, 5, padding="same")
+    stacked.build(clip.shape)
+    stacked.set_weights(plain.get_weights())
+    convolved = [keras.ops.convert_to_numpy(layer(clip)) for layer in (plain, stacked)]
+    np.savez(sys.argv[2], *pooled, *convolved)
     print("COUNT", model.count_params(), "LOSS", history.history["loss"][-1])
+    print("AUTO", "stacked" if stacked_is_faster() else "conv3d")
     """
 )
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_model_trains_and_pools_like_tensorflow_on_other_backends(backend, tmp_path):
-    """The model builds, counts and trains under the backend, and its 'same' pooling equals
-    TensorFlow's (tf.nn.max_pool) to 1e-6 on the odd sizes of POOLINGS."""
+    """The model (with the stacked-frame convs) builds, counts and trains under the backend; its
+    'same' pooling equals TensorFlow's (tf.nn.max_pool) to 1e-6 on the odd sizes of POOLINGS;
+    the stacked-frame 5x5x5 conv equals the backend's Conv3D to 1e-5 on an odd-sized clip; and
+    model.convolution=auto picks the form measured faster on the backend's CPU (issue 15)."""
     if backend == "torch":
         pytest.importorskip("torch", reason=TORCH_MISSING)
     random = np.random.default_rng(5)
     # All negative: a backend that pads with zeros instead of ignoring the padding shows.
     inputs = [random.normal(-3.0, 1.0, shape).astype("float32") for _, _, shape in POOLINGS]
-    np.savez(tmp_path / "inputs.npz", **{str(index): x for index, x in enumerate(inputs)})
+    clip = random.normal(size=(2, 3, 9, 7, 3)).astype("float32")
+    np.savez(tmp_path / "inputs.npz", **{str(index): x for index, x in enumerate(inputs)},
+             clip=clip)
     script = BACKEND_SCRIPT.format(backend=backend, tiny=TINY, poolings=POOLINGS)
     environment = {**os.environ, "KERAS_BACKEND": backend}
     done = subprocess.run(
@@ -196,7 +213,12 @@ def test_model_trains_and_pools_like_tensorflow_on_other_backends(backend, tmp_p
         expected = tf.nn.max_pool(x, options["pool_size"], options["strides"], "SAME").numpy()
         np.testing.assert_allclose(pooled[f"arr_{index}"], expected, rtol=0, atol=1e-6,
                                    err_msg=f"{backend} {layer} {options}")
+    plain, stacked = (pooled[f"arr_{len(POOLINGS) + index}"] for index in (0, 1))
+    assert plain.shape == (2, 3, 9, 7, 4)
+    np.testing.assert_allclose(stacked, plain, rtol=1e-5, atol=1e-5, err_msg=backend)
     count_line = next(line for line in done.stdout.splitlines() if line.startswith("COUNT"))
     expected = build_mlsp_model((4, 16, 16, 3), 3, streams=2, **TINY).count_params()
     assert int(count_line.split()[1]) == expected
     assert np.isfinite(float(count_line.split()[3]))
+    auto = {"jax": "stacked", "torch": "conv3d"}[backend]
+    assert f"AUTO {auto}" in done.stdout.splitlines()
