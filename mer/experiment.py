@@ -29,6 +29,7 @@ from mer.caveats import (
     summary_entries,
 )
 from mer.config import ExperimentConfig, check_config, resolve_path
+from mer.data.aus import au_numbers
 from mer.data.inputs import input_specs
 from mer.data.sheets import DataError
 from mer.data.sources import (
@@ -184,6 +185,7 @@ def run_experiment(
         return None
 
     labels = np.array([config.data.classes.index(label) for label in manifest["label"]])
+    targets = family_targets(config, manifest)  # each fold reads its training clips' rows
     folds, protocol = make_folds(config, manifest, labels)
     selected = select_folds(folds, only_folds)  # before the run folder: a typo writes nothing
     fingerprint = data_fingerprint(manifest, prepared.keys)
@@ -215,7 +217,7 @@ def run_experiment(
         f" --folds {','.join(fold.subject for fold in selected)}" if only_folds else ""
     )
     try:
-        results = run_loso(selected, streams, labels, config, run_dir)
+        results = run_loso(selected, streams, labels, config, run_dir, targets)
     except KeyboardInterrupt:
         print(
             f"\nInterrupted. Completed folds are kept in {run_dir / 'folds'}; resume with:\n"
@@ -264,9 +266,24 @@ def run_experiment(
         from mer.training.final import train_final_model
 
         subjects = manifest["subject"].nunique()
-        train_final_model(streams, labels, config, run_dir, subjects=subjects)
+        train_final_model(streams, labels, config, run_dir, subjects=subjects, targets=targets)
     print(f"Results: {run_dir}")
     return run_dir
+
+
+def family_targets(config: ExperimentConfig, manifest: pd.DataFrame) -> np.ndarray | None:
+    """The configured family's targets besides the classes (`ModelFamily.targets`), made from
+    each clip's AU cell (a blank one, or no AU column, is None: unknown); None for a family
+    that has none. Every clip gets its row; the folds read their training clips' rows alone."""
+    make = model_family(config.model.family).targets
+    if make is None:
+        return None
+    cells = manifest["aus"] if "aus" in manifest else [None] * len(manifest)
+    aus = [
+        None if pd.isna(cell) or not str(cell).strip() else au_numbers(cell, where=str(sample))
+        for cell, sample in zip(cells, manifest["sample"], strict=True)
+    ]
+    return make(aus, config)
 
 
 FINGERPRINT_FILE = "data_fingerprint.json"  # what each clip was, for --resume to compare

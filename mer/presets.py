@@ -131,7 +131,9 @@ def class_names(config: ExperimentConfig) -> list[str]:
 
 
 def build_preset(path: str | Path) -> tuple[ExperimentConfig, keras.Model]:
-    """A preset's config (with its classes resolved) and its compiled, untrained model.
+    """A preset's config (with its classes resolved) and its untrained model: compiled, or, for
+    a model with outputs besides the classes (FMER's AU logits, a training target), the same
+    layers to the class probabilities alone, as `predict` reads them.
 
     Args:
         path: the preset YAML (relative paths start at the project root).
@@ -142,7 +144,11 @@ def build_preset(path: str | Path) -> tuple[ExperimentConfig, keras.Model]:
     config = load_config(resolve_path(path))
     classes = class_names(config)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, classes=classes))
-    return config, build_model(config)
+    model = build_model(config)
+    if len(model.outputs) > 1:
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        model = keras.Model(inputs, model.outputs[0], name=model.name)
+    return config, model
 
 
 def summarize_preset(

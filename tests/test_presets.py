@@ -58,6 +58,7 @@ def test_presets_cover_the_issue_list():
     assert set(PAPER_FIGURES) <= set(NAMES)  # no figures for a preset that is not there
 
 
+@pytest.mark.slow
 def test_parameter_counts_at_full_shape(summaries):
     counts = {name: summary.params for name, summary in summaries.items()}
     assert counts["me_model.yaml"] == 2_836_759
@@ -76,6 +77,7 @@ def test_parameter_counts_at_full_shape(summaries):
     assert summaries["variants/smic.yaml"].streams == 1
 
 
+@pytest.mark.slow
 def test_every_mismatch_says_why_and_every_match_says_nothing(summaries):
     for name, summary in summaries.items():
         paper = summary.paper
@@ -85,6 +87,7 @@ def test_every_mismatch_says_why_and_every_match_says_nothing(summaries):
             assert not paper.differs, f"{name}: matches the paper but gives a reason"
 
 
+@pytest.mark.slow
 def test_listing_shows_counts_figures_and_reasons(summaries):
     text = format_summaries(list(summaries.values()))
     for name, summary in summaries.items():
@@ -95,6 +98,7 @@ def test_listing_shows_counts_figures_and_reasons(summaries):
     assert "10.5M differs" in text and "why: Keras MultiHeadAttention" in text
 
 
+@pytest.mark.slow
 def test_count_line_counts_the_table_rows_and_the_readme_quotes_it(summaries):
     """The last line's counts are those of the rows' verdicts, and the README's figures are
     that line, verbatim."""
@@ -119,6 +123,7 @@ def test_presets_command_prints_the_named_presets(capsys):
     assert "1,891,491  1.8M differs" in out and "    why: the Dense(128)" in out
 
 
+@pytest.mark.slow
 def test_every_preset_runs_one_clip(presets):
     for name, (summary, probabilities) in presets.items():
         assert probabilities.shape == (1, summary.classes), name

@@ -125,7 +125,9 @@ def release_pages(clip: np.ndarray) -> None:
 
 
 class ClipBatches(keras.utils.PyDataset):
-    """Batches of (clips, one-hot labels), built from uint8 arrays one batch at a time.
+    """Batches of (clips, one-hot labels), built from uint8 arrays one batch at a time; with
+    `targets`, of (clips, (one-hot labels, targets)), for a model whose second output trains
+    on them (FMER's AU logits).
 
     Args:
         streams: one list of clips per model input (the AU model has two), same length each.
@@ -135,6 +137,8 @@ class ClipBatches(keras.utils.PyDataset):
         normalizers: uint8 clip -> float32 input, one per stream.
         shuffle: reshuffle the order every epoch, from `seed` (deterministic).
         seed: shuffling seed.
+        targets: (clips, k) float32 targets of the second output, one row per clip; only
+            with labels.
     """
 
     def __init__(
@@ -147,6 +151,7 @@ class ClipBatches(keras.utils.PyDataset):
         *,
         shuffle: bool = False,
         seed: int = 0,
+        targets: np.ndarray | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -157,10 +162,14 @@ class ClipBatches(keras.utils.PyDataset):
             )
         if labels is not None and len(labels) != len(streams[0]):
             raise ValueError(f"{len(labels)} labels for {len(streams[0])} clips")
+        if targets is not None and (labels is None or len(targets) != len(labels)):
+            count = "no labels" if labels is None else f"{len(labels)} labels"
+            raise ValueError(f"{len(targets)} rows of targets for {count}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size!r}")
         self.streams = streams
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.targets = None if targets is None else np.asarray(targets, dtype=np.float32)
         self.num_classes = num_classes
         self.batch_size = batch_size
         if len(normalizers) != len(streams):
@@ -187,8 +196,10 @@ class ClipBatches(keras.utils.PyDataset):
         inputs = inputs[0] if len(inputs) == 1 else tuple(inputs)
         if self.labels is None:
             return (inputs,)
-        targets = np.eye(self.num_classes, dtype=np.float32)[self.labels[chosen]]
-        return inputs, targets
+        classes = np.eye(self.num_classes, dtype=np.float32)[self.labels[chosen]]
+        if self.targets is None:
+            return inputs, classes
+        return inputs, (classes, self.targets[chosen])
 
     def on_epoch_end(self) -> None:
         if self.shuffle:

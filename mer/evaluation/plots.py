@@ -98,7 +98,8 @@ def plot_training_curves(
     """Draws training curves: one panel per metric, one line per fold.
 
     A ``val_<metric>`` series is drawn dashed in the panel of ``<metric>``, in its fold's
-    colour. Panels come in the order loss, accuracy, then the other metrics as first seen.
+    colour. Panels come in the order loss, accuracy (``<output>_accuracy`` for a model with
+    several outputs), then the other metrics as first seen.
     Fold names are listed in a legend when there are at most ``MAX_LEGEND_FOLDS`` folds.
 
     Args:
@@ -121,7 +122,8 @@ def plot_training_curves(
             base = metric.removeprefix(VALIDATION_PREFIX)
             if base not in panel_names:
                 panel_names.append(base)
-    preferred = [name for name in ("loss", "accuracy") if name in panel_names]
+    accuracies = [name for name in panel_names if name.endswith("accuracy")]
+    preferred = ["loss"] * ("loss" in panel_names) + accuracies
     panel_names = preferred + [name for name in panel_names if name not in preferred]
 
     figure = Figure(figsize=(5.0 * len(panel_names), 4.0), dpi=_DPI, layout="constrained")

@@ -2,8 +2,9 @@
 
 Such a module defines `FAMILY`, a `ModelFamily`: its typed `model:` config section, a builder
 from that section and the input specs (`mer.specs.InputSpec`), the loss it trains with, the
-`train:` defaults it declares (a preset's own values win), and the checks of its settings. The
-LOSO loop, the benchmark, presets, predict, explain and export receive the family and name none.
+`train:` defaults it declares (a preset's own values win), the checks of its settings, and the
+targets besides the classes it may train on (made from the clips' annotated AUs). The LOSO
+loop, the benchmark, presets, predict, explain and export receive the family and name none.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ class ModelFamily:
     fit: Callable[..., dict[str, list[float]]] | None = None
     # command or "train" -> why it does not apply to this family, said in one line
     not_applicable: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # (each clip's AU numbers, None where its sheet has no AU cell; the experiment config) ->
+    # targets of the model's second output, (clips, k) float32, NaN rows where unknown; or
+    # None. The caller parses the cells (models read no sheet) and trains on the training
+    # clips' rows alone. None: the classes are the only target.
+    targets: Callable[[Sequence[frozenset[int] | None], Any], Any] | None = None
 
 
 def known_families() -> list[str]:

@@ -27,8 +27,10 @@ reports read; [1] "au_logits", (batch, 9) float32, the AU detector's logits for 
 Training: `fmer_loss()` is a dict of losses per output, so `model.fit(x, y)` takes y = (one-hot
 classes (batch, classes), AU targets (batch, 9) of 0/1 in `AU_CODES` order, `au_targets`), and
 metrics name the output (`{"probabilities": ["accuracy"]}`; Keras refuses a flat list for two
-outputs, and `class_weight` for any such model). Without the AU term (`au_loss: false`, for
-datasets without AU codes) the AU targets are not read and may be zeros. The published rate is
+outputs, and `class_weight` for any such model). The family's `targets` makes them from each
+clip's annotated AUs (`clip_targets`); a clip without an AU cell (SMIC, in the MEGC2019
+composite) has a row of NaN, which the AU term leaves out. Without the AU term (`au_loss:
+false`) the AU targets are not read. The published rate is
 `learning_rate_schedule()`; the family's train defaults give the same as step decays (one at
 each epoch from 42 on, to 100 epochs). The authors' unused Embedding(15, 40) is kept for the
 count: Keras warns once in training that it has no gradient.
@@ -43,10 +45,12 @@ probabilities (clipped to [1e-7, 1 - 1e-7]) rather than the logits.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Iterable, Sequence
 
 import keras
 import numpy as np
+from keras import ops
 
 from mer.config import ConfigError, ExperimentConfig, FamilyConfig
 from mer.models import ModelFamily
@@ -62,6 +66,8 @@ from mer.models.fmer_layers import (
     p3d_initializer,
 )
 from mer.specs import InputSpec
+
+logger = logging.getLogger(__name__)
 
 PATCHES_INPUT = "fmer_patches"  # the graph branch's input type (mer/data/inputs/)
 FRAMES_INPUT = "au_frames"  # the AU detector's
@@ -145,10 +151,42 @@ def au_targets(numbers: Iterable[int]) -> np.ndarray:
     return np.array([code in present for code in AU_CODES], dtype=np.float32)
 
 
+def clip_targets(aus: Sequence[frozenset[int] | None], config: ExperimentConfig) -> np.ndarray:
+    """The AU detector's targets of every clip: `au_targets` of its AU numbers, or NaN where
+    its sheet has no AU cell (unknown, not absent: the AU term leaves the clip out). With the
+    AU term on, says when some clips, or all (SMIC), have no AU codes.
+
+    Args:
+        aus: per clip, its annotated AU numbers (`mer.data.aus.au_numbers` of its cell), or
+            None for a blank cell.
+        config: the experiment config (model.au_loss).
+
+    Returns:
+        (clips, 9) float32, in `AU_CODES` order.
+    """
+    unknown = sum(numbers is None for numbers in aus)
+    if config.model.au_loss and unknown == len(aus):
+        logger.warning(
+            "no clip has AU codes (the sheet's AU column is absent or blank): FMER trains "
+            "without the AU term (its loss stays 0); set model.au_loss=false to say so"
+        )
+    elif config.model.au_loss and unknown:
+        logger.warning(
+            "%d of %d clips have no AU codes: the AU term leaves them out", unknown, len(aus)
+        )
+    rows = [
+        np.full(len(AU_CODES), np.nan, np.float32) if numbers is None else au_targets(numbers)
+        for numbers in aus
+    ]
+    return np.array(rows, dtype=np.float32).reshape(len(aus), len(AU_CODES))
+
+
 @keras.saving.register_keras_serializable(package="mer")
 class AUBinaryCrossentropy(keras.losses.Loss):
     """`weight` times the binary cross-entropy of AU logits against 0/1 targets, averaged over
-    the AUs and the batch: PyTorch's BCEWithLogitsLoss, scaled."""
+    the AUs and the batch: PyTorch's BCEWithLogitsLoss, scaled. Clips whose targets are NaN
+    (no AU annotation) count for nothing: the mean is over the batch's other clips (0 if none).
+    """
 
     def __init__(self, weight: float = 1.0, name: str = "au_binary_crossentropy", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -157,7 +195,14 @@ class AUBinaryCrossentropy(keras.losses.Loss):
         self.weight = weight
 
     def call(self, y_true, y_pred):
-        return self.weight * keras.losses.binary_crossentropy(y_true, y_pred, from_logits=True)
+        unknown = ops.isnan(y_true)
+        values = keras.losses.binary_crossentropy(
+            ops.where(unknown, 0.0, y_true), y_pred, from_logits=True
+        )  # (batch,)
+        known = ops.cast(ops.logical_not(ops.any(unknown, axis=-1)), values.dtype)
+        # the loss averages over the whole batch: scaled so that it averages the known clips
+        share = ops.cast(ops.shape(known)[0], values.dtype) / ops.maximum(ops.sum(known), 1.0)
+        return self.weight * values * known * share
 
     def get_config(self):
         return {**super().get_config(), "weight": self.weight}
@@ -404,4 +449,5 @@ FAMILY = ModelFamily(
         "class_weights": DEFAULTS.class_weights,
     },
     check=_check,
+    targets=clip_targets,
 )

@@ -1,6 +1,8 @@
 """Where the folds run (`run.executor`): one after another in this process, or as Ray tasks.
 
-Both executors fill the same run folder: `folds/<subject>/` holds what `train_fold` writes
+Both executors receive the clips, their labels and, for a family that trains on more than the
+classes (`ModelFamily.targets`), every clip's targets, of which a fold reads its training
+clips' rows. Both fill the same run folder: `folds/<subject>/` holds what `train_fold` writes
 (history, normalisation, weights, TensorBoard logs) and, written last, `fold_result.json`, whose
 presence marks a finished fold. A folder resumed with either executor reuses its finished folds,
 so a run can be started locally and finished on a cluster, or the other way round.
@@ -57,6 +59,7 @@ class Executor(Protocol):
         labels: np.ndarray,
         config: ExperimentConfig,
         run_dir: Path,
+        targets: np.ndarray | None = None,
     ) -> list[FoldResult]: ...
 
 
@@ -66,11 +69,12 @@ def run_loso(
     labels: np.ndarray,
     config: ExperimentConfig,
     run_dir: Path,
+    targets: np.ndarray | None = None,
 ) -> list[FoldResult]:
     """Trains and predicts every fold, reusing folds a previous attempt completed: one after
     another in this process, or as Ray tasks, as `run.executor` says (see the module
-    docstring). Returns the results in fold order."""
-    return make_executor(config).run(folds, streams, labels, config, run_dir)
+    docstring); `targets` as `train_fold` takes them. Returns the results in fold order."""
+    return make_executor(config).run(folds, streams, labels, config, run_dir, targets)
 
 
 def make_executor(config: ExperimentConfig) -> Executor:
@@ -145,6 +149,7 @@ class LocalExecutor:
         labels: np.ndarray,
         config: ExperimentConfig,
         run_dir: Path,
+        targets: np.ndarray | None = None,
     ) -> list[FoldResult]:
         make_deterministic()
         results, remaining = reuse_finished(folds, run_dir)
@@ -157,7 +162,14 @@ class LocalExecutor:
                 print(f"\n{header} {_training_line(fold)}", flush=True)
                 fold_dir = run_dir / "folds" / fold.subject
                 result = train_fold(
-                    fold, streams, labels, config, fold_dir, callbacks=[guard], models=models
+                    fold,
+                    streams,
+                    labels,
+                    config,
+                    fold_dir,
+                    callbacks=[guard],
+                    models=models,
+                    targets=targets,
                 )
                 save_fold_result(result, fold_dir)
                 results[fold.subject] = result
@@ -179,14 +191,16 @@ def import_ray() -> Any:
 def _ray_fold_task(
     fold: Fold,
     streams: Sequence[Sequence[np.ndarray]],
-    labels: np.ndarray,
+    supervision: tuple[np.ndarray, np.ndarray | None],
     config: ExperimentConfig,
 ) -> tuple[FoldResult, dict[str, bytes]]:
     """One fold on a Ray worker: the local loop's determinism and seeding, a scratch fold
-    folder, and the folder's files returned with the result (the driver writes them)."""
+    folder, and the folder's files returned with the result (the driver writes them).
+    `supervision`: the labels and the family's targets (or None), one object in the store."""
     make_deterministic()
+    labels, targets = supervision
     with tempfile.TemporaryDirectory(prefix=f"mer-fold-{fold.subject}-") as scratch:
-        result = train_fold(fold, streams, labels, config, Path(scratch))
+        result = train_fold(fold, streams, labels, config, Path(scratch), targets=targets)
         files = {
             path.relative_to(scratch).as_posix(): path.read_bytes()
             for path in sorted(Path(scratch).rglob("*"))
@@ -215,6 +229,7 @@ class RayExecutor:
         labels: np.ndarray,
         config: ExperimentConfig,
         run_dir: Path,
+        targets: np.ndarray | None = None,
     ) -> list[FoldResult]:
         ray = import_ray()
         results, remaining = reuse_finished(folds, run_dir)
@@ -222,7 +237,9 @@ class RayExecutor:
             return [results[fold.subject] for fold in folds]
         started_here = self._connect(ray, config)
         try:
-            self._run_remaining(ray, folds, remaining, streams, labels, config, run_dir, results)
+            self._run_remaining(
+                ray, folds, remaining, streams, labels, targets, config, run_dir, results
+            )
         finally:
             if started_here:
                 ray.shutdown()
@@ -249,6 +266,7 @@ class RayExecutor:
         remaining: Sequence[Fold],
         streams: Sequence[Sequence[np.ndarray]],
         labels: np.ndarray,
+        targets: np.ndarray | None,
         config: ExperimentConfig,
         run_dir: Path,
         results: dict[str, FoldResult],
@@ -264,13 +282,14 @@ class RayExecutor:
             runtime_env={"env_vars": env_vars},
         )
         shared_streams = ray.put(streams)  # once, read by every task without a copy
-        shared_labels = ray.put(labels)
+        shared_supervision = ray.put((labels, targets))
         positions = {fold.subject: position for position, fold in enumerate(folds)}
         attempts = 1 + config.run.fold_retries
         running: dict[Any, tuple[Fold, int]] = {}  # task -> its fold, which attempt
 
         def submit(fold: Fold, attempt: int) -> None:
-            running[task.remote(fold, shared_streams, shared_labels, config)] = (fold, attempt)
+            reference = task.remote(fold, shared_streams, shared_supervision, config)
+            running[reference] = (fold, attempt)
 
         for fold in remaining:
             print(f"\n{fold_header(positions[fold.subject], folds, fold)} {_training_line(fold)}")

@@ -39,6 +39,7 @@ def train_final_model(
     run_dir: Path,
     *,
     subjects: int,
+    targets: np.ndarray | None = None,
 ) -> Path:
     """Trains one model on every clip and saves it as `<run_dir>/final_model.keras` (+ .json).
 
@@ -48,6 +49,7 @@ def train_final_model(
         config: the run's config (data.classes resolved).
         run_dir: the run folder.
         subjects: number of subjects trained on, recorded beside the model.
+        targets: the family's per-clip targets besides the labels (`ModelFamily.targets`).
 
     Returns:
         The saved model's path. A run resumed after the final model was saved reuses it.
@@ -63,7 +65,9 @@ def train_final_model(
     keras.utils.set_random_seed(seed)
     try:
         with InterruptGuard() as guard, distribution_scope(config) as replicas:
-            model, normalizers, curves = _fit(streams, labels, config, seed, guard, replicas)
+            model, normalizers, curves = _fit(
+                streams, labels, targets, config, seed, guard, replicas
+            )
     except KeyboardInterrupt:
         print(
             f"\nInterrupted while training the final model; the LOSO results in {run_dir} are "
@@ -87,6 +91,7 @@ def train_final_model(
 def _fit(
     streams: Sequence[Sequence[np.ndarray]],
     labels: np.ndarray,
+    targets: np.ndarray | None,
     config: ExperimentConfig,
     seed: int,
     guard: InterruptGuard,
@@ -103,6 +108,7 @@ def _fit(
         normalizers,
         shuffle=True,
         seed=seed,
+        targets=targets,
     )
     batches = even_batches(batches, replicas, training=True)  # each device gets a share
     model = build_model(config)

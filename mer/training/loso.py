@@ -3,7 +3,8 @@
 The held-out subject is used for nothing but the final prediction: the model trains a fixed
 number of epochs on the other subjects (optionally monitoring a validation split drawn from
 those training subjects), normalisation statistics come from the training clips only, and the
-final weights predict the held-out clips.
+final weights predict the held-out clips. A family's targets besides the classes (FMER's AUs)
+are read for the training and validation clips alone.
 """
 
 from __future__ import annotations
@@ -202,10 +203,23 @@ def build_model(config: ExperimentConfig, specs: Sequence[InputSpec] | None = No
             gradient_accumulation_steps=micro_batches if micro_batches > 1 else None,
         ),
         loss=family.loss(config),
-        metrics=["accuracy"],
+        # the classes' output by name: Keras refuses a flat list for two outputs
+        metrics={model.output_names[0]: ["accuracy"]},
         jit_compile=config.train.jit_compile,
     )
     return model
+
+
+def accuracy_key(model: keras.Model) -> str:
+    """The classes' accuracy in the model's logs: "accuracy" for one output, else prefixed by
+    the output's name (FMER: "probabilities_accuracy")."""
+    return "accuracy" if len(model.outputs) == 1 else f"{model.output_names[0]}_accuracy"
+
+
+def class_probabilities(predicted) -> np.ndarray:
+    """The class probabilities of `model.predict`'s result: its first output (FMER's second
+    is its AU logits), as float64."""
+    return np.asarray(predicted[0] if isinstance(predicted, list) else predicted, np.float64)
 
 
 def step_batch_size(config: ExperimentConfig) -> int:
@@ -274,12 +288,15 @@ def train_fold(
     fold_dir: Path,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     models: FoldModels | None = None,
+    targets: np.ndarray | None = None,
 ) -> FoldResult:
     """Trains a model, fresh or reset (`models`), on the fold's training clips and predicts its
     held-out clips.
 
-    `callbacks` are added to fit and predict (the run's interrupt guard). The model is built,
-    trained and run inside the `train.distribution` scope (see `mer.training.distribution`).
+    `callbacks` are added to fit and predict (the run's interrupt guard). `targets`: the
+    family's per-clip targets besides the labels (`ModelFamily.targets`), of which the rows
+    of the training and validation clips are read. The model is built, trained and run
+    inside the `train.distribution` scope (see `mer.training.distribution`).
     """
     if config.train.distribution != "none":
         models = None  # its scope and devices are set up anew for each fold
@@ -288,7 +305,7 @@ def train_fold(
     keras.utils.set_random_seed(fold_seed(config.seed, fold.subject))
     with distribution_scope(config) as replicas:  # devices each batch is split over
         return _fit_and_predict(
-            fold, streams, labels, config, fold_dir, callbacks, replicas, models
+            fold, streams, labels, config, fold_dir, callbacks, replicas, models, targets
         )
 
 
@@ -301,6 +318,7 @@ def _fit_and_predict(
     callbacks: Sequence[keras.callbacks.Callback],
     replicas: int = 1,
     models: FoldModels | None = None,
+    targets: np.ndarray | None = None,
 ) -> FoldResult:
     started = time.perf_counter()
     fold_dir.mkdir(parents=True, exist_ok=True)
@@ -308,6 +326,9 @@ def _fit_and_predict(
 
     def pick(rows: np.ndarray) -> list[list[np.ndarray]]:
         return [[stream[row] for row in rows] for stream in streams]
+
+    def targets_of(rows: np.ndarray) -> np.ndarray | None:
+        return None if targets is None else targets[rows]
 
     train_streams = pick(fold.train)
     # dataset_global is the published normalisation over every clip, the held-out ones too
@@ -322,12 +343,21 @@ def _fit_and_predict(
         normalizers,
         shuffle=True,
         seed=seed,
+        targets=targets_of(fold.train),
     )
     validation = None
     test_streams = pick(fold.test)
     if config.eval.protocol == "paper":  # the published protocol: optimistic, comparison only
+        unknown = None  # even here the held-out targets stay unread: NaN, left out of the loss
+        if targets is not None:
+            unknown = np.full((len(fold.test), targets.shape[1]), np.nan, np.float32)
         validation = ClipBatches(
-            test_streams, labels[fold.test], classes, config.train.batch_size, normalizers
+            test_streams,
+            labels[fold.test],
+            classes,
+            config.train.batch_size,
+            normalizers,
+            targets=unknown,
         )
     elif len(fold.validation):
         validation = ClipBatches(
@@ -336,6 +366,7 @@ def _fit_and_predict(
             classes,
             config.train.batch_size,
             normalizers,
+            targets=targets_of(fold.validation),
         )
     batches = even_batches(batches, replicas, training=True)  # each device gets a share
     if validation is not None:
@@ -347,8 +378,8 @@ def _fit_and_predict(
         curves = _fit_keras(model, batches, validation, config, fold, fold_dir, callbacks)
     test_batches = ClipBatches(test_streams, None, classes, config.train.batch_size, normalizers)
     test_batches = even_batches(test_batches, replicas)  # may repeat clips at the end: cut
-    probabilities = np.asarray(
-        model.predict(test_batches, verbose=0, callbacks=list(callbacks)), dtype=np.float64
+    probabilities = class_probabilities(
+        model.predict(test_batches, verbose=0, callbacks=list(callbacks))
     )[: len(fold.test)]
     if config.run.save_weights:
         partial = fold_dir / ".partial.weights.h5"  # renamed once complete, as every result
@@ -389,7 +420,7 @@ def _fit_keras(
         fit_callbacks.append(
             keras.callbacks.ModelCheckpoint(
                 str(best),
-                monitor="val_accuracy",
+                monitor=f"val_{accuracy_key(model)}",
                 mode="max",
                 save_best_only=True,
                 save_weights_only=True,

@@ -72,6 +72,26 @@ def test_two_streams_and_prediction_batches():
         ClipBatches([first, second[:2]], None, 3, 2, [Normalizer("scale")] * 2)
 
 
+def test_targets_follow_their_clips_through_the_shuffle():
+    """A family's second targets (FMER's AUs) come beside the one-hot labels, row for row."""
+    clips = _clips(5)
+    labels = np.arange(5) % 3
+    targets = np.arange(10, dtype=np.float32).reshape(5, 2)
+    batches = ClipBatches([clips], labels, 3, 2, [Normalizer("none")], shuffle=True, seed=1,
+                          targets=targets)
+    for index in range(len(batches)):
+        inputs, (classes, rows) = batches[index]
+        chosen = batches.order[index * 2 : (index + 1) * 2]
+        np.testing.assert_array_equal(inputs, np.stack([clips[item] for item in chosen]))
+        np.testing.assert_array_equal(classes.argmax(axis=1), labels[chosen])
+        assert rows.dtype == np.float32
+        np.testing.assert_array_equal(rows, targets[chosen])
+    with pytest.raises(ValueError, match="4 rows of targets for 5 labels"):
+        ClipBatches([clips], labels, 3, 2, [Normalizer("none")], targets=targets[:4])
+    with pytest.raises(ValueError, match="5 rows of targets for no labels"):
+        ClipBatches([clips], None, 3, 2, [Normalizer("none")], targets=targets)
+
+
 def _resident_mb() -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 

@@ -1,5 +1,6 @@
-"""Made once for the package: a two-stream run whose final model trains (1 epoch, tiny
-network), and a tiny one-stream model saved as a bundle without training."""
+"""Made once for the package: a two-stream run whose final model trains (1 epoch, a tiny
+two-branch network without attention, recurrence or pooling: what predict and explain do with a
+saved bundle is under test), and a tiny one-stream model saved as a bundle without training."""
 
 import dataclasses
 
@@ -16,7 +17,7 @@ from mer.data.batches import Normalizer
 from mer.data.synthetic import DemoSpec, generate_demo
 from mer.training.loso import FoldResult, build_model
 from tests.data.replicas import class_folder_dataset, write_video
-from tests.test_end_to_end import TINY, TINY_MODEL, as_arguments, workspace
+from tests.test_end_to_end import FLAT_LAYERS, TINY, TINY_MODEL, as_arguments, workspace
 
 
 @dataclasses.dataclass
@@ -25,7 +26,7 @@ class TrainedRun:
     manifest: pd.DataFrame  # the run's manifest.csv
 
 
-def _untrained_folds(folds, streams, labels, config, run_dir):
+def _untrained_folds(folds, streams, labels, config, run_dir, targets=None):
     """Stands in for the LOSO training (covered by the end-to-end tests): fixed predictions."""
     random = np.random.default_rng(0)
     return [
@@ -44,7 +45,7 @@ def _untrained_folds(folds, streams, labels, config, run_dir):
 def trained_run(tmp_path_factory):
     """The dual-branch AU script with train.final_model=true on 2 synthetic subjects
     (real-looking faces, so landmarks run): the folds are stubbed, the final model (a tiny
-    network) trains 1 epoch on both subjects."""
+    flat two-branch network) trains 1 epoch on both subjects."""
     tmp_path = tmp_path_factory.mktemp("trained")
     root = tmp_path / "demo"
     sheet = generate_demo(root, DemoSpec(subjects=2, clips_per_class=1, frames=16, size=96))
@@ -58,6 +59,7 @@ def trained_run(tmp_path_factory):
         "train.batch_size=3",
         "train.final_model=true",
         *TINY_MODEL,
+        *FLAT_LAYERS,
     ]
     arguments = ["--config", str(PROJECT_ROOT / "config" / "dual_branch_au.yaml")]
     arguments += as_arguments(overrides)
