@@ -1,4 +1,5 @@
-"""The dual-branch AU pipeline: two cached streams with real landmarks, and a tiny script run."""
+"""The dual-branch AU pipeline: two cached streams with real landmarks, a tiny script run (a
+flat two-branch network: the pipeline is under test), and `python -m mer regions`."""
 
 import json
 import subprocess
@@ -10,9 +11,10 @@ import pytest
 
 import mer.data.inputs as inputs
 import mer.data.sources as sources
+from mer.cli import main, run_script
 from mer.config import PROJECT_ROOT, load_config
 from mer.data.synthetic import DemoSpec, generate_demo
-from tests.test_end_to_end import TINY_MODEL, workspace
+from tests.test_end_to_end import FLAT_LAYERS, TINY_MODEL, workspace
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +61,10 @@ def test_two_streams_are_cached_and_not_decoded_again(tiny_demo, tmp_path, monke
     np.testing.assert_array_equal(again.streams[1][0], regions[0])
 
 
-def test_dual_branch_script_end_to_end(tiny_demo, tmp_path):
+@pytest.mark.slow
+def test_dual_branch_script_end_to_end(tiny_demo, tmp_path, capsys):
     root, sheet = tiny_demo
-    overrides = _overrides(root, sheet, tmp_path) + TINY_MODEL
+    overrides = _overrides(root, sheet, tmp_path) + TINY_MODEL + FLAT_LAYERS
     command = [sys.executable, str(PROJECT_ROOT / "dual_branch_3dcnn_au.py")]
     for item in overrides:
         command += ["--set", item]
@@ -91,21 +94,18 @@ def test_dual_branch_script_end_to_end(tiny_demo, tmp_path):
     assert "NOT A CLEAN LOSO ESTIMATE:" in done.stdout
     assert "Annotation-only reference" in done.stdout
 
-    summary = subprocess.run(command[:2] + ["--set", "data.root=x", "--set", "data.sheet=y",
-                                            "--summary"], capture_output=True, text=True,
-                             timeout=300)
-    assert "Total parameters: 3,817,055" in summary.stdout
+    # the script is run_script with these names: its --summary is asked here, in this process
+    arguments = ["--set", "data.root=x", "--set", "data.sheet=y", "--summary"]
+    assert run_script("dual_branch_3dcnn_au", "dual_branch_au.yaml", "test", arguments) == 0
+    assert "Total parameters: 3,817,055" in capsys.readouterr().out
 
 
-def test_regions_command_on_a_real_face(tmp_path):
+def test_regions_command_on_a_real_face(tmp_path, capsys):
     image = PROJECT_ROOT / "mer" / "data" / "assets" / "astronaut.png"
     landmarks = json.loads((image.parent / "astronaut_landmarks.json").read_text())["landmarks"]
     out = tmp_path / "crop.png"
-    done = subprocess.run([sys.executable, "-m", "mer", "regions", "--image", str(image),
-                           "--aus", "12", "--out", str(out)], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert main(["regions", "--image", str(image), "--aus", "12", "--out", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["region"] == "mouth" and result["landmarks"] == 68
     x0, y0, x1, y1 = result["box"]
     corners = [landmarks[48], landmarks[54]]  # the mouth corners are inside, the eyes are not
@@ -116,7 +116,5 @@ def test_regions_command_on_a_real_face(tmp_path):
     assert cv2.imread(str(out)).shape == (128, 128, 3)
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.zeros((64, 64, 3), np.uint8))
-    none = subprocess.run([sys.executable, "-m", "mer", "regions", "--image", str(blank),
-                           "--aus", "4"], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                          timeout=300)
-    assert none.returncode == 2 and "no face found" in none.stderr
+    assert main(["regions", "--image", str(blank), "--aus", "4"]) == 2
+    assert "no face found" in capsys.readouterr().err

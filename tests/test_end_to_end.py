@@ -1,17 +1,21 @@
-"""A tiny LOSO run of ME_model.py: 3 subjects, tiny frames, 1 epoch, every output checked."""
+"""A tiny LOSO run of ME_model.py: 3 subjects, tiny frames, 1 epoch, every output checked.
+
+The tiny MLSP network (attention, GRU, MSMH) costs most of a run on TensorFlow: tracing its
+training step takes seconds on 2 cores, a flat network's a fraction of that. So the first test
+trains the tiny MLSP network; the tests of protocols, layouts and errors, whose subject is the
+pipeline around the network, train a flat one (FLAT).
+"""
 
 import errno
 import json
 import logging
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
-from mer.cli import run_script
-from mer.config import PROJECT_ROOT, load_config
+from mer.cli import main, run_script
+from mer.config import load_config
 from mer.data.sources import preprocess
 from tests.data.replicas import class_folder_dataset
 
@@ -31,6 +35,9 @@ TINY = [
     "train.batch_size=4",
     *TINY_MODEL,
 ]
+# No attention, recurrence or pooling layer: for the tests of the pipeline around the network
+FLAT_LAYERS = ["model.temporal=none", "model.pooling=none", "model.cam=none"]
+FLAT = [*FLAT_LAYERS, "model.branches=1"]  # and one branch, where one input allows it
 
 
 def workspace(tmp_path, runs: str = "runs") -> list[str]:
@@ -54,6 +61,7 @@ def tiny_run_arguments(tmp_path):
     return as_arguments(overrides + workspace(tmp_path))
 
 
+@pytest.mark.slow
 def test_tiny_loso_run_writes_every_output(tiny_run_arguments, tmp_path, capsys, caplog):
     assert run_script("ME_model", "me_model.yaml", "test", tiny_run_arguments) == 0
     output = capsys.readouterr().out.strip().splitlines()
@@ -132,13 +140,11 @@ def test_a_full_disk_is_a_one_line_error(tiny_run_arguments, monkeypatch, capsys
     assert "Traceback" not in error
 
 
+@pytest.mark.slow
 def test_paper_protocol_outputs_are_labelled_optimistic(tiny_run_arguments, tmp_path, capsys):
-    arguments = tiny_run_arguments + [
-        "--set",
-        "eval.protocol=paper",
-        "--set",
-        "run.tensorboard=false",
-    ]
+    arguments = tiny_run_arguments + as_arguments(
+        ["eval.protocol=paper", "run.tensorboard=false", *FLAT]
+    )
     assert run_script("ME_model", "me_model.yaml", "test", arguments) == 0
     output = capsys.readouterr().out
     assert "FOR COMPARISON ONLY (optimistic: epoch chosen on the test subject)" in output
@@ -153,42 +159,26 @@ def test_paper_protocol_outputs_are_labelled_optimistic(tiny_run_arguments, tmp_
         assert set(pd.read_csv(run_dir / name)["caveats"]) == {"paper-optimistic"}
 
 
-def test_script_dry_run_summary_and_errors(tiny_run_arguments, tmp_path):
-    script = [sys.executable, str(PROJECT_ROOT / "ME_model.py")]
-    dry = subprocess.run(
-        script + tiny_run_arguments + ["--dry-run"], capture_output=True, text=True, timeout=300
-    )
-    assert dry.returncode == 0, dry.stderr[-2000:]
-    assert "9 clips, 3 subjects" in dry.stdout and "LOSO, 3 folds" in dry.stdout
+def test_dry_run_summary_and_config_errors(tiny_run_arguments, tmp_path, capsys):
+    """What the script answers without training: run_script's, all that the script calls
+    (tests/test_resume.py runs the script itself in a new interpreter)."""
+
+    def run(*arguments):
+        code = run_script("ME_model", "me_model.yaml", "test", list(arguments))
+        return code, capsys.readouterr()
+
+    code, dry = run(*tiny_run_arguments, "--dry-run")
+    assert code == 0, dry.err[-2000:]
+    assert "9 clips, 3 subjects" in dry.out and "LOSO, 3 folds" in dry.out
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
-
-    summary = subprocess.run(
-        script + ["--set", "data.root=x", "--set", "data.sheet=y", "--summary"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert summary.returncode == 0 and "Total parameters: 2,836,759" in summary.stdout
-
-    bad = subprocess.run(
-        script + ["--set", "train.epoch=3"], capture_output=True, text=True, timeout=300
-    )
-    assert bad.returncode == 2 and "unknown config key train.'epoch'" in bad.stderr
-    missing = subprocess.run(
-        script
-        + [
-            "--set",
-            f"data.root={tmp_path}/none",
-            "--set",
-            f"data.sheet={tmp_path}/none.xlsx",
-            "--dry-run",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert missing.returncode == 2 and "not found" in missing.stderr
-    assert "Traceback" not in missing.stderr
+    code, summary = run("--set", "data.root=x", "--set", "data.sheet=y", "--summary")
+    assert code == 0 and "Total parameters: 2,836,759" in summary.out
+    code, bad = run("--set", "train.epoch=3")
+    assert code == 2 and "unknown config key train.'epoch'" in bad.err
+    missing = ["--set", f"data.root={tmp_path}/none", "--set", f"data.sheet={tmp_path}/none.xlsx"]
+    code, missing = run(*missing, "--dry-run")
+    assert code == 2 and "not found" in missing.err
+    assert "Traceback" not in missing.err
 
 
 def _casme2_replica(root):
@@ -228,6 +218,7 @@ def _casme2_replica(root):
     return sheet
 
 
+@pytest.mark.slow
 def test_a_dataset_layout_trains_and_writes_split_lists(tmp_path, capsys):
     sheet = _casme2_replica(tmp_path / "casme2")
     overrides = TINY + [
@@ -236,6 +227,7 @@ def test_a_dataset_layout_trains_and_writes_split_lists(tmp_path, capsys):
         f"data.root={tmp_path / 'casme2'}",
         f"data.sheet={sheet}",
         "run.tensorboard=false",
+        *FLAT,
         *workspace(tmp_path),
     ]
     arguments = as_arguments(overrides)
@@ -264,41 +256,20 @@ def test_a_dataset_layout_trains_and_writes_split_lists(tmp_path, capsys):
     assert len(pd.read_csv(run_dir / "predictions.csv")) == 5
 
 
-def test_manifest_command(tmp_path):
+def test_manifest_command(tmp_path, capsys):
     out = tmp_path / "manifest.csv"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mer",
-            "manifest",
-            "--dataset",
-            "casme2",
-            "--sheets-only",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "casme2: 147 samples, 24 subjects" in done.stdout
-    assert "negative 90, positive 32, surprise 25" in done.stdout
-    assert "row 31" in done.stdout
+    arguments = ["manifest", "--dataset", "casme2", "--sheets-only", "--out", str(out)]
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert "casme2: 147 samples, 24 subjects" in printed
+    assert "negative 90, positive 32, surprise 25" in printed
+    assert "row 31" in printed
     # the AU region alone, LOSO, ties to the first class (README "The dual-branch AU model")
-    assert "147 clips): UF1 0.698  UAR 0.696  ACC 0.680" in done.stdout
-    assert "(regions: eyes 63, mouth 61, brows 22, face 1)" in done.stdout
+    assert "147 clips): UF1 0.698  UAR 0.696  ACC 0.680" in printed
+    assert "(regions: eyes 63, mouth 61, brows 22, face 1)" in printed
     assert len(pd.read_csv(out)) == 147
-    unknown = subprocess.run(
-        [sys.executable, "-m", "mer", "manifest", "--dataset", "casme9"],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        timeout=300,
-    )
-    assert unknown.returncode == 2 and "known: casme2" in unknown.stderr
+    assert main(["manifest", "--dataset", "casme9"]) == 2
+    assert "known: casme2" in capsys.readouterr().err
 
 
 def _deception_replica(root):
@@ -314,6 +285,7 @@ def _deception_replica(root):
             write_video(root / "Clips" / folder / f"{stem}_{index:03d}.mp4", clip)
 
 
+@pytest.mark.slow
 def test_deception_set_with_and_without_speakers(tmp_path, capsys):
     _deception_replica(tmp_path / "deception")
     overrides = TINY + [
@@ -322,6 +294,7 @@ def test_deception_set_with_and_without_speakers(tmp_path, capsys):
         "train.class_weights=[0.5, 0.5]",
         "train.kfold=2",
         "run.tensorboard=false",
+        *FLAT,
         *workspace(tmp_path),
     ]
     arguments = as_arguments(overrides)

@@ -31,6 +31,8 @@ from mer.data.synthetic import CLASS_NAMES, DemoSpec, render_clip
 from tests.data.replicas import write_sheet
 from tests.test_end_to_end import TINY, as_arguments, workspace
 
+pytestmark = pytest.mark.slow  # training runs through the entry points
+
 HELD_OUT = "sub02"
 EMOTIONS = {"negative": "disgust", "positive": "happiness", "surprise": "surprise"}
 CASME2_HEADER = ["Subject", "Filename", "", "OnsetFrame", "ApexFrame", "OffsetFrame", "",

@@ -14,9 +14,9 @@ import pytest
 
 from mer.cli import main, run_script
 from tests.data.replicas import class_folder_dataset
-from tests.test_end_to_end import TINY, as_arguments, workspace
+from tests.test_end_to_end import FLAT, TINY, as_arguments, workspace
 
-FLAT = ["model.temporal=none", "model.pooling=none", "model.cam=none", "model.branches=1"]
+pytestmark = pytest.mark.slow  # training runs through the entry points
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""`--seeds` runs one experiment per seed into one parent folder; `compare` reads run folders."""
+"""`--seeds` runs one experiment per seed into one parent folder; `compare` reads run folders.
+The runs train a flat tiny network: the seeds' bookkeeping is under test, not the network."""
 
 import json
 from pathlib import Path
@@ -10,12 +11,13 @@ import pytest
 from mer.cli import main, run_script
 from mer.evaluation.compare import compare_runs, format_comparison, seed_summary
 from tests.data.replicas import class_folder_dataset
-from tests.test_end_to_end import TINY, as_arguments, workspace
+from tests.test_end_to_end import FLAT, TINY, as_arguments, workspace
 
 
+@pytest.mark.slow
 def test_seeds_then_compare(tmp_path, capsys):
     sheet = class_folder_dataset(tmp_path / "dataset", subjects=2)  # 2 folds per seed
-    overrides = TINY + [
+    overrides = TINY + FLAT + [
         f"data.root={tmp_path / 'dataset'}",
         f"data.sheet={sheet}",
         "run.tensorboard=false",

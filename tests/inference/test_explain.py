@@ -21,6 +21,7 @@ def _explain(capsys, arguments):
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # trained_run: a training run
 def test_two_stream_explanation_marks_the_region(trained_run, tmp_path, capsys):
     row = trained_run.manifest.iloc[2]
     arguments = ["--model", str(trained_run.run_dir), row["path"], "--out", str(tmp_path)]

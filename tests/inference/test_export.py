@@ -19,6 +19,7 @@ def test_savedmodel_export_matches_keras(one_stream_bundle, tmp_path, capsys):
     assert json.loads((tmp_path / "final_model.json").read_text())["streams"] == 1
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_keras(one_stream_bundle, tmp_path, capsys):
     for package in ("tf2onnx", "onnxruntime"):
         pytest.importorskip(package, reason=ONNX_MISSING)

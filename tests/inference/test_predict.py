@@ -23,6 +23,7 @@ PLOTS = (
 )
 
 
+@pytest.mark.slow  # trained_run: a training run
 def test_run_writes_plots_and_final_model(trained_run):
     for name in PLOTS:
         assert (trained_run.run_dir / name).stat().st_size > 1000, name
@@ -39,6 +40,7 @@ def _predict_json(capsys, arguments):
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow  # trained_run: a training run
 def test_predict_matches_model_predict_on_training_preprocessing(trained_run, capsys):
     """The command's probabilities equal model.predict on the clip as the training run
     preprocessed it (the run's own cache), normalised by the saved normalisers."""

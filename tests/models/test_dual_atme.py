@@ -323,6 +323,7 @@ JAX_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_model_trains_under_jax(tmp_path):
     """Fit and evaluate under JAX, whose trainer collects the cosine term in a stateless scope."""
     pytest.importorskip("jax", reason="jax (in requirements.txt) is missing")

@@ -31,8 +31,7 @@ import keras
 import numpy as np
 from mer.config import load_config
 from mer.training import final, loso
-from tests.test_end_to_end import TINY
-from tests.test_scale_out import FLAT
+from tests.test_end_to_end import FLAT, TINY
 
 models, initial, fitted = [], [], []
 build = loso.build_model
@@ -96,9 +95,13 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_data_parallel_on_two_virtual_devices_equals_one_device():
     environments = {
-        "jax": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+        "jax": {  # two CPU devices; a third less compile time, for a model this small
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
+            "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+        },
         "tensorflow": {},
     }
     processes = {  # both at once: most of each is start-up

@@ -7,10 +7,12 @@ import mer.training.loso as loso
 from mer.config import load_config
 from mer.data.batches import Normalizer
 from mer.training.loso import loso_folds, train_fold
+from tests.test_end_to_end import FLAT
 
+# a flat one-branch network (no attention, recurrence or pooling): the data path is under test
 TINY = ["data.frames=4", "data.size=16", "train.epochs=2", "train.batch_size=2",
-        "model.branch_filters=2", "model.merge_filters=2", "model.gru_units=16", "model.heads=3",
-        "model.dense_units=[4, 4]", "model.head_units=[4, 4]", "run.tensorboard=false",
+        "model.branch_filters=2", "model.merge_filters=2", "model.dense_units=[4, 4]",
+        "model.head_units=[4, 4]", *FLAT, "run.tensorboard=false",
         "data.normalization=train_fold", "train.validation_subjects=1"]
 
 
