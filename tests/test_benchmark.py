@@ -20,6 +20,7 @@ from tests.test_end_to_end import TINY
 DUAL_ATME = ["data.flow.face_size=64", "model.inception_filters=[6]", "model.dense_units=8"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("config", "overrides", "inputs", "onednn_isa", "convolution"),
     [

@@ -139,6 +139,7 @@ def _fold_only_run(run_dir, config, manifest, subject: str) -> None:
     save_fold_result(result, run_dir / "folds" / subject)
 
 
+@pytest.mark.slow
 def test_merge_labels_a_regions_run_and_writes_its_reference(tmp_path, capsys):
     overrides = ["data.name=replica", "data.frames=2", "data.size=8", "data.sampler=even",
                  *TINY_MODEL]  # even: no annotated window, the AU regions alone

@@ -61,6 +61,7 @@ def _scikit_learn(features, labels, train, seed):
     return lambda rows: classifier.predict_proba(scaler.transform(features[rows]))
 
 
+@pytest.mark.slow
 def test_each_fold_predicts_what_scikit_learn_fits_on_its_training_subjects(whole_run):
     run_dir, output, manifest, features, labels = whole_run
     assert "Model: flow_baseline, inputs flow_grid (4, 4, 2), 163 parameters; " in output
@@ -79,6 +80,7 @@ def test_each_fold_predicts_what_scikit_learn_fits_on_its_training_subjects(whol
     assert len(json.loads((run_dir / "folds" / "1" / "history.json").read_text())["loss"]) == 1
 
 
+@pytest.mark.slow
 def test_folds_in_parts_resumed_or_merged_equal_the_whole_run(train, whole_run, tmp_path):
     reference = whole_run[0]
     part = _last_path(train("parts", "--folds", "1,2"), "Fold results: ")
@@ -89,6 +91,7 @@ def test_folds_in_parts_resumed_or_merged_equal_the_whole_run(train, whole_run, 
             assert (run_dir / name).read_text() == (reference / name).read_text(), (run_dir, name)
 
 
+@pytest.mark.slow
 def test_seeds_run_one_folder_each(train):
     parent = _last_path(train("seeds", "--seeds", "1,2"), "Results: ")
     assert sorted(path.name for path in parent.glob("seed*") if path.is_dir()) == [

@@ -1,9 +1,9 @@
 """FMER end to end through `python -m mer train`: a LOSO run on 2 demo subjects (real-face
 frames, so dlib finds the landmarks) writes every output, and its AU targets, made from the
 sheet's AU cells, reach training; permuting the held-out subject's AU cells in the sheet leaves
-its predictions bit-identical; a fold run alone (`--folds`) and merged gives the whole run's
-report; the final model predicts through `python -m mer predict`. The AU targets of real sheet
-cells, and the AU term's handling of clips without AU codes, are tested on their own.
+its predictions bit-identical (that fold run alone, `--folds`); the final model predicts
+through `python -m mer predict`. The AU targets of real sheet cells, and the AU term's handling
+of clips without AU codes, are tested on their own.
 
 The network keeps FMER's depth (18 transformer encoders, P3D-63's 16 bottlenecks) at the
 tiniest widths and sizes (one magnification factor, 16-pixel AU frames, P3D width 1). Tracing
@@ -13,7 +13,6 @@ equal inputs give equal bits in either mode.
 """
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -79,6 +78,7 @@ def _fold_result(run_dir, subject: str) -> dict:
     return json.loads((run_dir / "folds" / subject / "fold_result.json").read_text())
 
 
+@pytest.mark.slow
 def test_tiny_loso_run_writes_every_output_and_trains_the_au_term(whole_run):
     run_dir, output = whole_run
     assert "Model: fmer, inputs fmer_patches (1, 9, 2, 30, 7, 7) + au_frames (16, 16, 16, 3)" in (
@@ -106,6 +106,7 @@ def test_tiny_loso_run_writes_every_output_and_trains_the_au_term(whole_run):
     assert info["training"]["history"]["au_logits_loss"][0] > 0
 
 
+@pytest.mark.slow
 def test_held_out_au_cells_reach_nothing(demo, whole_run):
     """Subject 1's AU cells rotated in a copy of the sheet (its own cache, so the inputs are
     made from that sheet): the fold holding subject 1 out predicts it bit for bit as before."""
@@ -124,18 +125,7 @@ def test_held_out_au_cells_reach_nothing(demo, whole_run):
     assert _fold_result(part, "1")["probabilities"] == _fold_result(reference, "1")["probabilities"]
 
 
-def test_a_fold_alone_then_merged_equals_the_whole_run(demo, whole_run, tmp_path):
-    root, sheet = demo
-    reference, _ = whole_run
-    part = _last_path(_train(root, sheet, "parts", "--folds", "2"), "Fold results: ")
-    assert [path.name for path in (part / "folds").iterdir()] == ["2"]
-    first_part = tmp_path / part.name
-    shutil.copytree(part, first_part)
-    merged = _last_path(_command(["merge", str(first_part), str(reference)]), "Results: ")
-    for name in ("predictions.csv", "per_subject.csv"):
-        assert (merged / name).read_text() == (reference / name).read_text(), name
-
-
+@pytest.mark.slow
 def test_the_final_model_predicts_through_the_command(whole_run, capsys):
     """`python -m mer predict` with a clip's annotated window gives the saved model's
     probabilities on the inputs the run trained on (its cache)."""

@@ -43,6 +43,7 @@ def examples(tmp_path, monkeypatch):
         sys.modules.pop(name, None)
 
 
+@pytest.mark.slow
 def test_the_readme_family_trains_a_fold(examples, tmp_path):
     (yaml_text,) = _blocks("**Adding a model**", "yaml")
     assert parse_yaml(yaml_text)["model"] == {"family": "tiny_cnn", "filters": 16}

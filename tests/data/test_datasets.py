@@ -408,6 +408,7 @@ def megc2019_tree(tmp_path_factory):
     return megc2019_roots(tmp_path_factory.mktemp("megc2019"))
 
 
+@pytest.mark.slow
 def test_megc2019_composite_is_the_official_list(specs, megc2019_tree):
     manifest = build_composite_manifest(specs["megc2019"], megc2019_tree, {})
     samples = manifest.samples

@@ -15,6 +15,7 @@ from tests.test_end_to_end import as_arguments
 PRESET = PROJECT_ROOT / "config" / "demo_dual_atme.yaml"  # inputs [flow, flow_puzzle], 28 px
 
 
+@pytest.mark.slow
 def test_the_flow_inputs_of_a_demo_run_are_written_and_read_back(tmp_path, capsys):
     root = tmp_path / "demo"
     sheet = generate_demo(root, DemoSpec(subjects=2, clips_per_class=1, frames=12, size=96))

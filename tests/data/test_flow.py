@@ -279,6 +279,7 @@ def _eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return landmarks[36:42].mean(axis=0), landmarks[42:48].mean(axis=0)
 
 
+@pytest.mark.slow
 def test_aligned_face_levels_the_eyes(tilted_face):
     image, landmarks = tilted_face
     left, right = _eye_centres(landmarks)

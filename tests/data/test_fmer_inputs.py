@@ -92,6 +92,7 @@ def _entries(tmp_path) -> int:
     return len(list((tmp_path / "cache").rglob("*.npy")))
 
 
+@pytest.mark.slow
 def test_both_inputs_have_their_shapes_dtypes_and_specs(astronaut, tmp_path):
     _, _, _, manifest = astronaut
     data = _data(tmp_path, flow={"algorithm": "tvl1"})

@@ -196,6 +196,7 @@ def test_proportional_box_covers_every_rule_and_rejects_others():
 # Crops of a real face
 
 
+@pytest.mark.slow
 def test_onset_box_is_the_same_on_every_frame(shifted_clip):
     result = crop_regions(shifted_clip, {12}, shared_landmarker(), box="onset")
     assert result.region == "mouth"

@@ -235,6 +235,7 @@ def test_timing_inside_clip(frames: int, seed: int, index: int) -> None:
     assert info["aus"] == "1+2+5"
 
 
+@pytest.mark.slow
 def test_dlib_finds_face_and_expression_direction() -> None:
     dlib = pytest.importorskip("dlib", reason="dlib (dlib-bin in requirements.txt) is missing")
     # Located without importing the package: its __init__ needs pkg_resources (setuptools < 81).
@@ -371,6 +372,7 @@ def test_labels_follow_the_sheet_proportions(source_rows: pd.DataFrame) -> None:
         assert abs(shares[label] - sheet_shares[label]) < 0.06, (label, shares[label])
 
 
+@pytest.mark.slow
 def test_realistic_is_deterministic_for_a_seed(realistic_plan: list, realistic_clips: list) -> None:
     plan = plan_realistic(REALISTIC)
     assert plan == realistic_plan

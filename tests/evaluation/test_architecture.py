@@ -1,6 +1,7 @@
 """Architecture figures drawn from the model's layer graph."""
 
 import keras
+import pytest
 from PIL import Image
 
 from mer.cli import main
@@ -24,6 +25,7 @@ def test_boxes_follow_the_layer_graph(tmp_path):
     assert Image.open(tmp_path / "tiny.png").format == "PNG"
 
 
+@pytest.mark.slow
 def test_architecture_command_draws_both_published_models(tmp_path, capsys):
     assert main(["architecture", "--out", str(tmp_path)]) == 0
     for name in ("architecture_me_model.png", "architecture_dual_branch_au.png"):
@@ -33,6 +35,7 @@ def test_architecture_command_draws_both_published_models(tmp_path, capsys):
     keras.backend.clear_session()
 
 
+@pytest.mark.slow
 def test_dual_atme_is_drawn_as_two_2d_branches(tmp_path, capsys):
     """Each Inception block one box with its 2-D pooling inside; CBAM on the AARS branch only;
     the two embeddings meet at the fusion."""

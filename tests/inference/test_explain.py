@@ -38,6 +38,7 @@ def test_two_stream_explanation_marks_the_region(trained_run, tmp_path, capsys):
     assert gif.width == 2 * gif.height  # face and region overlays side by side
 
 
+@pytest.mark.slow
 def test_one_stream_explanation_and_grad_cam_maps(one_stream_bundle, tmp_path, capsys):
     model, clips = one_stream_bundle
     result = _explain(capsys, ["--model", str(model), str(clips[1]), "--out", str(tmp_path)])
@@ -56,6 +57,7 @@ def test_one_stream_explanation_and_grad_cam_maps(one_stream_bundle, tmp_path, c
     assert "'joy' is not one of the model's classes" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_explain_spots_the_window_as_predict_does(onset_offset_bundle, tmp_path, capsys):
     model, video = onset_offset_bundle
     assert main(["predict", "--model", str(model), str(video), "--json"]) == 0
@@ -80,6 +82,7 @@ def _blob_clips(random: np.random.Generator, present: np.ndarray) -> np.ndarray:
     return (clips - 64) / 64
 
 
+@pytest.mark.slow
 def test_grad_cam_peaks_where_the_label_is():
     """A tiny model learns that a blob in the top-right quadrant means class 1; on new clips
     with the blob its Grad-CAM of class 1 is largest inside that quadrant (not symmetric under

@@ -9,6 +9,7 @@ from mer.cli import main
 ONNX_MISSING = "ONNX export is optional: pip install -r requirements-onnx.txt; CI installs it"
 
 
+@pytest.mark.slow
 def test_savedmodel_export_matches_keras(one_stream_bundle, tmp_path, capsys):
     model, _ = one_stream_bundle
     assert main(["export", "--model", str(model), "--out", str(tmp_path)]) == 0

@@ -64,6 +64,7 @@ def test_predict_matches_model_predict_on_training_preprocessing(trained_run, ca
         assert result["predicted"] == bundle.classes[int(expected[position].argmax())]
 
 
+@pytest.mark.slow
 def test_predict_videos_and_frame_folders(one_stream_bundle, tmp_path, capsys):
     model, clips = one_stream_bundle
     folder = tmp_path / "frames"  # the first clip again, as a folder of numbered images
@@ -133,6 +134,7 @@ def test_spotted_window_holds_the_movement_or_lies_in_it(onset_offset_bundle):
     assert onset <= first and last <= offset and offset - onset == 11
 
 
+@pytest.mark.slow
 def test_predict_spots_the_window_of_a_clip_without_onset(onset_offset_bundle, capsys, caplog):
     """An onset_offset model on an unannotated clip: a warning naming the clip and the window,
     which the JSON reports as spotted, and the same probabilities as with that window given."""
@@ -153,6 +155,7 @@ def test_predict_spots_the_window_of_a_clip_without_onset(onset_offset_bundle, c
     assert len(error.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_model_without_windows_reports_none(one_stream_bundle, capsys):
     model, clips = one_stream_bundle  # data.sampler=even: frames spread over the whole clip
     arguments = ["--model", str(model), str(clips[0]), "--onset", "2", "--offset", "9"]

@@ -68,6 +68,7 @@ def test_same_pooling_pads_at_the_end_like_tensorflow():
     np.testing.assert_allclose(np.asarray(pooled), _same_max_pool_reference(x, 3))
 
 
+@pytest.mark.slow
 def test_keras_file_reloads_with_identical_outputs(tmp_path):
     model = build_mlsp_model((4, 16, 16, 3), 3, cam="sum", **TINY)
     x = np.random.default_rng(2).normal(size=(2, 4, 16, 16, 3)).astype("float32")
@@ -187,6 +188,7 @@ BACKEND_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_model_trains_and_pools_like_tensorflow_on_other_backends(backend, tmp_path):
     """The model (with the stacked-frame convs) builds, counts and trains under the backend; its

@@ -183,6 +183,7 @@ def _probe(model):
     return keras.Model(model.inputs, [model.output, *(model.get_layer(n).output for n in names)])
 
 
+@pytest.mark.slow
 def test_model_loss_is_focal_plus_cosine_term():
     """evaluate's loss = focal(labels, predict) + weight * mean(1 - cos(x1, x2)), from NumPy."""
     keras.utils.set_random_seed(3)
@@ -246,6 +247,7 @@ def test_config_round_trip_symbolic_eager_and_training(layer, shapes):
     assert all(changed)
 
 
+@pytest.mark.slow
 def test_model_trains_predicts_and_reloads(tmp_path):
     keras.utils.set_random_seed(2)
     model = build_dual_atme_model(

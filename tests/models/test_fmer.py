@@ -87,6 +87,7 @@ def _tiny_inputs(batch: int = 4):
     return [frames, patches]
 
 
+@pytest.mark.slow
 def test_parameter_counts_are_the_authors(full):
     assert _count(full.trainable_weights) == 26_026_861
     assert _count(full.non_trainable_weights) == 57_720  # BatchNormalization moving statistics
@@ -99,6 +100,7 @@ def test_parameter_counts_are_the_authors(full):
     assert _count(full.get_layer("au_graph").adjacency_encoders[0].trainable_weights) == 5_422
 
 
+@pytest.mark.slow
 def test_three_classes_count(full, tiny):
     """At 3 classes (the tiny model's) only the fusion part changes: 26,026,851 in all."""
     fusion = _trainable(tiny, "fusion_norm") + _trainable(tiny, "logits")
@@ -346,6 +348,7 @@ def test_layer_config_round_trip_symbolic_and_eager(layer, shapes):
     assert [tuple(t.shape[1:]) for t in symbolic] == [tuple(t.shape[1:]) for t in eager]
 
 
+@pytest.mark.slow
 def test_tiny_forward(tiny):
     assert [tensor.name for tensor in tiny.inputs] == ["au_frames", "fmer_patches"]  # specs' order
     assert tiny.output_names == ["probabilities", "au_logits"]
@@ -367,6 +370,7 @@ def _binary_cross_entropy(targets, logits):
     return np.mean(np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits))))
 
 
+@pytest.mark.slow
 def test_loss_by_hand(tiny):
     """The compiled loss of y = (one-hot classes, AU targets) is CE(classes) + 0.5 BCE(AU
     logits); without the AU term, CE alone, whatever the AU targets."""
@@ -391,6 +395,7 @@ def test_au_binary_cross_entropy_is_pytorchs_mean():
     np.testing.assert_allclose(result, 2 * _binary_cross_entropy(targets, logits), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_step_and_reload(tiny, tmp_path):
     inputs = _tiny_inputs()
     labels = np.eye(3, dtype="float32")[[0, 1, 2, 0]]

@@ -73,6 +73,7 @@ def test_msmh_matches_numpy():
     np.testing.assert_allclose(result, np.concatenate(expected, -1), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "layer, shape",
     [

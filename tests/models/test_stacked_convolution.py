@@ -106,6 +106,7 @@ def test_unknown_number_of_frames_is_a_value_error():
         StackedFrameConv3D(4, 3)(keras.Input((None, 8, 8, 3)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("saved_with, loaded_into", [("conv3d", "stacked"), ("stacked", "conv3d")])
 def test_weights_load_both_ways_and_predict_alike(saved_with, loaded_into, tmp_path):
     """A weights file of one form loads into a model of the other; a .keras file reloads with

@@ -16,6 +16,7 @@ TINY = ["data.frames=4", "data.size=16", "train.epochs=2", "train.batch_size=2",
         "data.normalization=train_fold", "train.validation_subjects=1"]
 
 
+@pytest.mark.slow
 def test_held_out_clips_reach_only_the_final_prediction(tmp_path, monkeypatch):
     subjects = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
     random = np.random.default_rng(0)
@@ -64,6 +65,7 @@ def test_held_out_clips_reach_only_the_final_prediction(tmp_path, monkeypatch):
     assert result.probabilities.shape == (4, 3)
 
 
+@pytest.mark.slow
 def test_the_audit_sees_the_paper_protocol_leak(tmp_path, monkeypatch):
     """The published protocol validates on, and picks its epoch with, the held-out subject."""
     subjects = ["a"] * 3 + ["b"] * 3
@@ -89,6 +91,7 @@ def test_the_audit_sees_the_paper_protocol_leak(tmp_path, monkeypatch):
     assert "val_accuracy" in result.history
 
 
+@pytest.mark.slow
 def test_the_audit_sees_the_dataset_global_leak(tmp_path, monkeypatch):
     """The published normalisation measures its statistics on every clip, held-out ones too."""
     subjects = ["a"] * 3 + ["b"] * 3

@@ -85,6 +85,7 @@ def test_ctrl_c_is_honoured_at_the_next_batch_not_lost():
     assert signal.getsignal(signal.SIGINT) is previous
 
 
+@pytest.mark.slow
 def test_micro_batches_give_the_same_update_as_the_whole_batch():
     overrides = ["data.frames=4", "data.size=16", "model.branch_filters=2",
                  "model.merge_filters=2", "model.dense_units=[4]", "model.head_units=[4]",
@@ -131,6 +132,7 @@ def _record_seeds(monkeypatch) -> list[int]:
     return seeds
 
 
+@pytest.mark.slow
 def test_folds_and_the_final_model_are_seeded_by_the_scheme(monkeypatch):
     seeds = _record_seeds(monkeypatch)
     config = load_config(None, ["seed=7"])
