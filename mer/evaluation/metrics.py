@@ -173,3 +173,60 @@ def _validated_labels(
             quoted = ", ".join(str(value) for value in outside[:_MAX_QUOTED_VALUES])
             raise ValueError(f"{name} has labels outside [0, {num_classes}): {quoted}")
     return true_labels.astype(np.int64), predicted_labels.astype(np.int64)
+
+
+def au_f1_scores(
+    y_true: ArrayLike, y_prob: ArrayLike, threshold: float = 0.5
+) -> dict[str, np.ndarray | float]:
+    """Per-AU detection F1 of AU probabilities, pooled over every clip passed (all folds').
+
+    A clip whose target for an AU is NaN (its AU cell is blank: unknown, not absent) is left
+    out of that AU's counts. An AU predicted where ``y_prob >= threshold``. F1 =
+    2TP / (2TP + FP + FN), 0 where that is 0/0 (as scikit-learn's ``zero_division=0``).
+
+    Args:
+        y_true: (clips, AUs) targets, 1 present, 0 absent, NaN unknown.
+        y_prob: (clips, AUs) predicted probabilities, same shape.
+        threshold: probability from which an AU counts as detected, in (0, 1).
+
+    Returns:
+        Length-AUs arrays ``"clips"`` (known clips), ``"positives"``, ``"tp"``, ``"fp"``,
+        ``"fn"`` (int64) and ``"f1"`` (float64); ``"mean_f1"``, the mean F1 over the AUs.
+
+    Raises:
+        ValueError: shapes that are not equal and 2-D, an empty table, targets other than
+            0, 1 or NaN, or a threshold outside (0, 1), quoting the value.
+    """
+    targets = np.asarray(y_true, dtype=np.float64)
+    probabilities = np.asarray(y_prob, dtype=np.float64)
+    if targets.ndim != 2 or targets.shape != probabilities.shape:
+        raise ValueError(
+            f"y_true and y_prob must be (clips, AUs) of one shape, got {targets.shape} and "
+            f"{probabilities.shape}"
+        )
+    if targets.size == 0:
+        raise ValueError(f"y_true is empty (shape {targets.shape}); at least one clip is needed")
+    known = ~np.isnan(targets)
+    bad = np.unique(targets[known & (targets != 0) & (targets != 1)])
+    if bad.size:
+        quoted = ", ".join(str(value) for value in bad[:_MAX_QUOTED_VALUES])
+        raise ValueError(f"y_true must hold 0, 1 or NaN, got {quoted}")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    present = known & (targets == 1)
+    detected = known & (probabilities >= threshold)
+    true_positives = (present & detected).sum(axis=0).astype(np.int64)
+    false_positives = (detected & ~present).sum(axis=0).astype(np.int64)
+    false_negatives = (present & ~detected).sum(axis=0).astype(np.int64)
+    f1 = _divide_or_zero(
+        2 * true_positives, 2 * true_positives + false_positives + false_negatives
+    )
+    return {
+        "clips": known.sum(axis=0).astype(np.int64),
+        "positives": present.sum(axis=0).astype(np.int64),
+        "tp": true_positives,
+        "fp": false_positives,
+        "fn": false_negatives,
+        "f1": f1,
+        "mean_f1": float(f1.mean()),
+    }

@@ -140,15 +140,19 @@ def learning_rate_schedule(
     return schedule
 
 
-def au_targets(numbers: Iterable[int]) -> np.ndarray:
-    """The AU detector's target for a clip: 1.0 for each of `AU_CODES` among `numbers` (e.g.
+def au_targets(numbers: Iterable[int], codes: Sequence[int] = AU_CODES) -> np.ndarray:
+    """The AU detector's target for a clip: 1.0 for each of `codes` among `numbers` (e.g.
     `mer.data.aus.au_numbers` of its sheet cell; every AU of an alternative counts), else 0.0.
 
+    Args:
+        numbers: the clip's AU numbers.
+        codes: the detector's AUs, in its output order (FMER's `AU_CODES` by default).
+
     Returns:
-        (9,) float32, in `AU_CODES` order.
+        (len(codes),) float32, in `codes` order.
     """
     present = set(numbers)
-    return np.array([code in present for code in AU_CODES], dtype=np.float32)
+    return np.array([code in present for code in codes], dtype=np.float32)
 
 
 def clip_targets(aus: Sequence[frozenset[int] | None], config: ExperimentConfig) -> np.ndarray:
