@@ -50,6 +50,13 @@ def metadata_path(model_path: str | os.PathLike[str]) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
+def class_model(model: keras.Model) -> keras.Model:
+    """The same layers from `model`'s inputs to its first output, the class probabilities
+    (FMER's second, its AU logits, is a training target), uncompiled."""
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, model.outputs[0], name=model.name)
+
+
 def save_bundle(
     path: str | os.PathLike[str],
     model: keras.Model,
@@ -77,8 +84,7 @@ def save_bundle(
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.keras")
     # The same layers in an uncompiled model: the optimizer state (twice the weights) is left out.
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    inference = keras.Model(inputs, model.outputs[0], name=model.name)
+    inference = class_model(model)
     try:
         inference.save(temporary)
         os.replace(temporary, path)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import keras
 
+from mer.bundle import class_model
 from mer.config import CONFIG_DIR, ExperimentConfig, load_config, resolve_path
 from mer.data.datasets import load_dataset_spec
 from mer.data.inputs import input_specs
@@ -146,8 +147,7 @@ def build_preset(path: str | Path) -> tuple[ExperimentConfig, keras.Model]:
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, classes=classes))
     model = build_model(config)
     if len(model.outputs) > 1:
-        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-        model = keras.Model(inputs, model.outputs[0], name=model.name)
+        model = class_model(model)
     return config, model
 
 
