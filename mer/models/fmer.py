@@ -178,30 +178,49 @@ def clip_targets(aus: Sequence[frozenset[int] | None], config: ExperimentConfig)
         logger.warning(
             "%d of %d clips have no AU codes: the AU term leaves them out", unknown, len(aus)
         )
+    return au_matrix(aus)
+
+
+def au_matrix(
+    aus: Sequence[frozenset[int] | None], codes: Sequence[int] = AU_CODES
+) -> np.ndarray:
+    """`au_targets` of every clip over `codes`, a row of NaN where its AU cell is blank.
+
+    Returns:
+        (clips, len(codes)) float32, in `codes` order.
+    """
     rows = [
-        np.full(len(AU_CODES), np.nan, np.float32) if numbers is None else au_targets(numbers)
+        np.full(len(codes), np.nan, np.float32) if numbers is None else au_targets(numbers, codes)
         for numbers in aus
     ]
-    return np.array(rows, dtype=np.float32).reshape(len(aus), len(AU_CODES))
+    return np.array(rows, dtype=np.float32).reshape(len(aus), len(codes))
 
 
 @keras.saving.register_keras_serializable(package="mer")
 class AUBinaryCrossentropy(keras.losses.Loss):
-    """`weight` times the binary cross-entropy of AU logits against 0/1 targets, averaged over
-    the AUs and the batch: PyTorch's BCEWithLogitsLoss, scaled. Clips whose targets are NaN
-    (no AU annotation) count for nothing: the mean is over the batch's other clips (0 if none).
+    """`weight` times the binary cross-entropy of AU logits (or, with `from_logits=False`,
+    sigmoid probabilities) against 0/1 targets, averaged over the AUs and the batch: PyTorch's
+    BCEWithLogitsLoss, scaled. Clips whose targets are NaN (no AU annotation) count for
+    nothing: the mean is over the batch's other clips (0 if none).
     """
 
-    def __init__(self, weight: float = 1.0, name: str = "au_binary_crossentropy", **kwargs):
+    def __init__(
+        self,
+        weight: float = 1.0,
+        from_logits: bool = True,
+        name: str = "au_binary_crossentropy",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         if weight < 0:
             raise ValueError(f"weight must be non-negative, got {weight!r}")
         self.weight = weight
+        self.from_logits = from_logits
 
     def call(self, y_true, y_pred):
         unknown = ops.isnan(y_true)
         values = keras.losses.binary_crossentropy(
-            ops.where(unknown, 0.0, y_true), y_pred, from_logits=True
+            ops.where(unknown, 0.0, y_true), y_pred, from_logits=self.from_logits
         )  # (batch,)
         known = ops.cast(ops.logical_not(ops.any(unknown, axis=-1)), values.dtype)
         # the loss averages over the whole batch: scaled so that it averages the known clips
@@ -209,7 +228,7 @@ class AUBinaryCrossentropy(keras.losses.Loss):
         return self.weight * values * known * share
 
     def get_config(self):
-        return {**super().get_config(), "weight": self.weight}
+        return {**super().get_config(), "weight": self.weight, "from_logits": self.from_logits}
 
 
 def fmer_loss(au_loss: bool = True, au_loss_weight: float = 1.0) -> dict[str, keras.losses.Loss]:
@@ -273,8 +292,42 @@ def _graph_branch(patches, *, alpha_per_step, shared_step_convolution, encoder_d
     return features
 
 
-def _au_detector(frames, *, p3d_filters, dropout, momentum, epsilon):
-    """Frames -> the logits of `AU_CODES` (batch, 9): P3D-63, every conv without bias."""
+def au_detector(
+    frames,
+    *,
+    aus: int = len(AU_CODES),
+    p3d_filters: int = 64,
+    dropout: float = 0.5,
+    momentum: float = 0.9,
+    epsilon: float = 1e-5,
+):
+    """Frames -> AU logits (batch, aus): P3D-63, every conv without bias; FMER's AU detector,
+    and `mer.models.au_detector`'s whole network.
+
+    Args:
+        frames: a Keras tensor (batch, 16, height, width, channels).
+        aus: how many AUs it predicts (FMER's 9 `AU_CODES`); only the last Dense depends on it.
+        p3d_filters: width of the stem and the first bottleneck (64: P3D-63, 24,944,073
+            weights at 9 AUs); stage n is 2**(n - 2) times wider.
+        dropout: before the logits (0.5 published).
+        momentum, epsilon: of every BatchNormalization (Keras's momentum; PyTorch's 0.1).
+
+    Returns:
+        The logits, a Keras tensor (batch, aus).
+
+    Raises:
+        ValueError: frames that are not 16 in time, or an argument out of range, quoting it.
+    """
+    if len(frames.shape) != 5 or frames.shape[1] != AU_FRAMES:
+        raise ValueError(
+            f"the frames must be ({AU_FRAMES}, height, width, channels): res5 is 2-D after "
+            f"time {AU_FRAMES} is pooled to 1; got {tuple(frames.shape[1:])}"
+        )
+    for key, value in (("aus", aus), ("p3d_filters", p3d_filters)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     norm = dict(momentum=momentum, epsilon=epsilon)
     tensor = keras.layers.ZeroPadding3D(((0, 0), (3, 3), (3, 3)), name="p3d_stem_padding")(frames)
     tensor = keras.layers.Conv3D(
@@ -308,7 +361,7 @@ def _au_detector(frames, *, p3d_filters, dropout, momentum, epsilon):
                                                name=f"p3d_res{stage}_pool")(tensor)
     tensor = keras.layers.GlobalAveragePooling2D(name="p3d_pool")(tensor)
     tensor = keras.layers.Dropout(dropout, name="p3d_dropout")(tensor)
-    return keras.layers.Dense(len(AU_CODES), name="p3d_logits")(tensor)
+    return keras.layers.Dense(aus, name="p3d_logits")(tensor)
 
 
 def build_fmer_model(
@@ -351,20 +404,13 @@ def build_fmer_model(
     if len(specs) != 2:
         raise ValueError(f"FMER reads two inputs, got {[spec.name for spec in specs]}")
     patches_spec = _spec_named(specs, PATCHES_INPUT)
-    frames_spec = _spec_named(specs, FRAMES_INPUT)
+    _spec_named(specs, FRAMES_INPUT)  # there, once; the AU detector checks its shape
     if len(patches_spec.shape) not in (5, 6) or patches_spec.shape[-3] != sum(REGION_LANDMARKS):
         raise ValueError(
             f"the patches must be ([alphas,] steps, directions, {sum(REGION_LANDMARKS)} "
             f"landmarks, window, window), got {patches_spec.shape}"
         )
-    if len(frames_spec.shape) != 4 or frames_spec.shape[0] != AU_FRAMES:
-        raise ValueError(
-            f"the frames must be ({AU_FRAMES}, height, width, channels): res5 is 2-D after "
-            f"time {AU_FRAMES} is pooled to 1; got {frames_spec.shape}"
-        )
-    if isinstance(p3d_filters, bool) or not isinstance(p3d_filters, int) or p3d_filters < 1:
-        raise ValueError(f"p3d_filters must be a positive integer, got {p3d_filters!r}")
-    if not 0.0 <= dropout < 1.0:
+    if not 0.0 <= dropout < 1.0:  # the graph branch's too (the AU detector checks its own)
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
 
     inputs = {spec.name: keras.Input(tuple(spec.shape), name=spec.name) for spec in specs}
@@ -373,8 +419,8 @@ def build_fmer_model(
         shared_step_convolution=shared_step_convolution, encoder_dropout=encoder_dropout,
         dropout=dropout, momentum=momentum, epsilon=epsilon,
     )
-    logits_of_aus = _au_detector(inputs[FRAMES_INPUT], p3d_filters=p3d_filters, dropout=dropout,
-                                 momentum=momentum, epsilon=epsilon)
+    logits_of_aus = au_detector(inputs[FRAMES_INPUT], p3d_filters=p3d_filters, dropout=dropout,
+                                momentum=momentum, epsilon=epsilon)
     embeddings = AUGraph(ENCODERS, dropout=encoder_dropout, name="au_graph")(logits_of_aus)
     scores = AUFusion(BROW_AUS, name="fusion")([brows, mouth, embeddings])  # (batch, 9)
     scores = keras.layers.LayerNormalization(epsilon=1e-6, name="fusion_norm")(scores)
