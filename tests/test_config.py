@@ -19,7 +19,7 @@ def test_published_defaults_and_overrides():
 
 def test_demo_preset_inherits_from_the_published_file():
     demo = load_config(CONFIG_DIR / "demo.yaml")
-    assert demo.data.root is None and demo.data.size == 64
+    assert demo.data.root is None and demo.data.size == 48
     assert demo.model.gru_units == 512 and demo.train.batch_size == 8
 
 
