@@ -14,6 +14,7 @@ from mer.config import (
     ConfigError,
     ExperimentConfig,
     config_differences,
+    family_named,
     load_config,
     resolve_path,
 )
@@ -212,6 +213,7 @@ def run_script(
             return 0
         seeds_parent = resume is not None and (resume / SEEDS_FILE).is_file()
         if arguments.seeds or seeds_parent:
+            family_named(config.model.family).check_applies("seeds")
             if arguments.dry_run:
                 raise ConfigError("--dry-run checks one run: drop --seeds")
             if arguments.folds:
@@ -391,7 +393,10 @@ def compare_command(arguments: argparse.Namespace) -> int:
     from mer.evaluation.compare import compare_runs, format_comparison
     from mer.evaluation.plots import plot_run_comparison
 
-    table = compare_runs([resolve_path(path) for path in arguments.runs])
+    runs = [resolve_path(path) for path in arguments.runs]
+    for run in runs:
+        run_family(run).check_applies("compare")
+    table = compare_runs(runs)
     print(format_comparison(table))
     plot_run_comparison(table, arguments.out)
     print(f"Plot: {Path(arguments.out).resolve()}")
@@ -406,6 +411,7 @@ def bench_command(arguments: argparse.Namespace) -> int:
 
     path = resolve_path(arguments.config) if arguments.config else CONFIG_DIR / "me_model.yaml"
     config = load_config(path, arguments.overrides)
+    family_named(config.model.family).check_applies("bench")
     result = run_benchmark(config, quick=arguments.quick, clips=arguments.clips)
     print(json.dumps(result))
     if arguments.save:
@@ -435,6 +441,35 @@ def merge_command(arguments: argparse.Namespace) -> int:
     out = resolve_path(arguments.out) if arguments.out else None
     merge_runs([resolve_path(path) for path in arguments.runs], out)
     return 0
+
+
+def run_family(path: Path):
+    """The `ModelFamily` of a run folder (or of the run folder holding a saved model), from its
+    config.yaml; the default family where there is none to read (an older or foreign folder:
+    the command's own checks speak then)."""
+    import yaml
+
+    from mer.models import DEFAULT_FAMILY
+
+    folder = path if path.is_dir() else path.parent
+    try:
+        values = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        values = {}
+    model = values.get("model") if isinstance(values, dict) else None
+    family = model.get("family", DEFAULT_FAMILY) if isinstance(model, dict) else DEFAULT_FAMILY
+    return family_named(family)
+
+
+def _refusing(name: str, command):
+    """`command` (predict, explain, export), refused first for a model of a family to which it
+    does not apply (`ModelFamily.not_applicable`), named by the run folder's config."""
+
+    def run(arguments: argparse.Namespace) -> int:
+        run_family(resolve_path(arguments.model)).check_applies(name)
+        return command(arguments)
+
+    return run
 
 
 TRAIN_COMMAND = "python -m mer train"
@@ -533,7 +568,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "merge": merge_command,
         "bench-plot": bench_plot_command,
         "export-flow": export_flow_command,
-        **model_commands,
+        **{
+            name: _refusing(name, command) if name in ("predict", "explain", "export") else command
+            for name, command in model_commands.items()
+        },
     }[arguments.command]
     try:
         return command(arguments)

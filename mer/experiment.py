@@ -42,6 +42,8 @@ from mer.data.sources import (
 from mer.evaluation import plots
 from mer.evaluation.compare import format_seed_summary, seed_summary
 from mer.evaluation.report import (
+    au_scores,
+    format_au_report,
     format_caveats,
     format_report,
     per_subject_table,
@@ -135,6 +137,11 @@ def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.Dat
         f"{model.count_params():,} parameters; "
         + family.not_applicable.get("train", training)
     )
+    if family.predicts == "aus":
+        print(
+            f"Predicts: AUs {', '.join(map(str, config.model.aus))} (per-AU F1 pooled over the "
+            "folds; the class labels are not trained on)"
+        )
     return model.count_params()
 
 
@@ -164,6 +171,8 @@ def run_experiment(
         The run folder, or None for a dry run.
     """
     started = time.perf_counter()
+    if config.train.final_model:
+        model_family(config.model.family).check_applies("final_model")
     source = resolve_source(config.data)
     config = dataclasses.replace(config, data=source.resolved(config.data))
     check_config(config, classes_known=True)  # class weights against the protocol's classes
@@ -380,7 +389,8 @@ def make_folds(
 ) -> tuple[list, str]:
     """LOSO folds, or stratified k-fold when the dataset has no subject ids; and which."""
     training = "fixed epochs, final weights"
-    if model_family(config.model.family).fit is not None:
+    family = model_family(config.model.family)
+    if family.fit is not None:
         training = "fitted once on the training clips"
     if manifest["subject"].isna().all():
         folds = stratified_folds(labels, config.train.kfold, config.seed)
@@ -398,6 +408,8 @@ def make_folds(
         elif run_caveats(config):
             protocol = f"loso: {training}; see the caveats for what else of the "
             protocol += "held-out subject is used"
+        if family.predicts == "aus":
+            protocol += "; its AU cells are read only to score its predictions"
     print(f"Folds: {protocol}")
     return folds, protocol
 
@@ -445,7 +457,9 @@ def write_report(
     """The report of a run whose folds are all done (a full run, or `python -m mer merge`):
     predictions.csv, per_subject.csv, summary.json (the pooled metrics, the run's caveats, the
     annotation-only reference of a run with regions, then `details`), the figures, and the
-    table printed. Returns the summary."""
+    table printed; for a family that predicts AUs, `write_au_report`'s. Returns the summary."""
+    if model_family(config.model.family).predicts == "aus":
+        return write_au_report(run_dir, config, manifest, results, **details)
     predictions = predictions_table(manifest, config.data.classes, results)
     table = per_subject_table(predictions, config.data.classes)
     caveats = run_caveats(config)
@@ -468,6 +482,48 @@ def write_report(
 
     print()
     print(format_report(table, summary, color=sys.stdout.isatty()))
+    return summary
+
+
+def write_au_report(
+    run_dir: Path,
+    config: ExperimentConfig,
+    manifest: pd.DataFrame,
+    results: list[FoldResult],
+    **details,
+) -> dict:
+    """The report of an AU detector's run: predictions.csv (per clip: subject, sample, its AU
+    cell, then target_AU<n> and prob_AU<n> per AU), au_scores.csv (per-AU F1 and the mean, as
+    `mer.evaluation.report.au_scores`), summary.json (those scores, the caveats, `details`),
+    the training curves, and the table printed. Only here are the held-out clips' AU cells
+    read: to score their predictions. Returns the summary."""
+    rows = np.concatenate([result.test for result in results])
+    probabilities = np.concatenate([result.probabilities for result in results])
+    targets = family_targets(config, manifest)[rows]  # every fold's held-out clips
+    codes = list(config.model.aus)
+    clips = manifest.iloc[rows]
+    predictions = pd.DataFrame(
+        {
+            "subject": clips["subject"].to_numpy(),
+            "sample": clips["sample"].to_numpy(),
+            "aus": clips["aus"].to_numpy() if "aus" in clips else "",
+        }
+    )
+    for index, code in enumerate(codes):
+        predictions[f"target_AU{code}"] = targets[:, index]
+        predictions[f"prob_AU{code}"] = np.round(probabilities[:, index], 6)
+    table, summary = au_scores(targets, probabilities, codes)
+    summary["subjects"] = int(clips["subject"].nunique())
+    summary.update(summary_entries(run_caveats(config)))
+    summary.update(details)
+    write_csv(run_dir / "predictions.csv", predictions)
+    write_csv(run_dir / "au_scores.csv", table)
+    write_json(run_dir / "summary.json", summary)
+    plots.plot_training_curves(
+        {result.subject: result.history for result in results}, run_dir / "training_curves.png"
+    )
+    print()
+    print(format_au_report(table, summary, color=sys.stdout.isatty()))
     return summary
 
 

@@ -24,6 +24,7 @@ from mer.bundle import class_model
 from mer.config import CONFIG_DIR, ExperimentConfig, load_config, resolve_path
 from mer.data.datasets import load_dataset_spec
 from mer.data.inputs import input_specs
+from mer.models import model_family
 from mer.training.loso import build_model
 
 PRESET_FOLDERS = ("", "ablations", "variants")  # under config/; datasets/ holds no presets
@@ -104,9 +105,10 @@ class PresetSummary:
     name: str  # path under config/
     input_shape: tuple[int, int, int, int]  # (frames, height, width, channels) per stream
     streams: int
-    classes: int
+    classes: int  # the width of the output: classes, or the AUs of a family predicting AUs
     params: int
     paper: PaperFigures | None
+    predicts: str = "classes"  # `ModelFamily.predicts`
 
     @property
     def matches_paper(self) -> bool | None:
@@ -173,9 +175,10 @@ def summarize_preset(
         name,
         input_specs(config.data)[0].shape,
         len(config.data.input_names()),
-        len(config.data.classes),
+        model.outputs[0].shape[-1],
         model.count_params(),
         PAPER_FIGURES.get(name),
+        model_family(config.model.family).predicts,
     )
 
 
@@ -201,8 +204,9 @@ def format_summaries(summaries: Sequence[PresetSummary]) -> str:
             verdict = "-"
         else:
             verdict = f"{paper.params}M " + ("matches" if summary.matches_paper else "differs")
+        outputs = f"{summary.classes} AUs" if summary.predicts == "aus" else summary.classes
         lines.append(
-            f"{summary.name:<{width}}  {shape:<17}  {summary.classes:>7}  "
+            f"{summary.name:<{width}}  {shape:<17}  {outputs:>7}  "
             f"{summary.params:>10,}  {verdict}"
         )
         if paper is not None and paper.results:

@@ -75,6 +75,12 @@ def test_parameter_counts_at_full_shape(summaries):
     assert summaries["variants/deception.yaml"].input_shape == (16, 128, 128, 3)
     assert summaries["variants/casme_square_4class.yaml"].classes == 4
     assert summaries["variants/smic.yaml"].streams == 1
+    # the AU detector: FMER's P3D part (24,944,073 trainable) and its BatchNormalization
+    # statistics; its outputs are the 9 AUs, not the dataset's 4 classes
+    assert counts["au_detector.yaml"] == 25_001_673
+    assert (summaries["au_detector.yaml"].classes, summaries["au_detector.yaml"].predicts) == (
+        9, "aus"
+    )
 
 
 @pytest.mark.slow
@@ -124,10 +130,22 @@ def test_presets_command_prints_the_named_presets(capsys):
 
 
 @pytest.mark.slow
+def test_presets_command_lists_an_au_detector_by_its_aus(capsys):
+    assert main(["presets", "config/demo_au_detector.yaml"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("demo_au_detector.yaml "))
+    assert "1 x 16x64x64x3" in line and "  7 AUs  " in line and "1,588,407" in line
+
+
+@pytest.mark.slow
 def test_every_preset_runs_one_clip(presets):
+    """Class probabilities sum to 1; an AU detector's are one sigmoid per AU."""
     for name, (summary, probabilities) in presets.items():
         assert probabilities.shape == (1, summary.classes), name
-        np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5, err_msg=name)
+        if summary.predicts == "aus":
+            assert ((0 < probabilities) & (probabilities < 1)).all(), name
+        else:
+            np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5, err_msg=name)
 
 
 @pytest.mark.parametrize(

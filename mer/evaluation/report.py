@@ -1,4 +1,5 @@
-"""Per-subject tables, summaries and text reports of pooled LOSO predictions.
+"""Per-subject tables, summaries and text reports of pooled LOSO predictions; for an AU
+detector, per-AU F1 tables (`au_scores`).
 
 The input is the table of pooled leave-one-subject-out predictions: one row per clip with
 columns ``subject``, ``sample``, ``y_true`` and ``y_pred`` (class names), usually one
@@ -16,6 +17,7 @@ import pandas as pd
 from colorama import Fore, Style
 
 from mer.evaluation.metrics import (
+    au_f1_scores,
     confusion_matrix,
     per_class_scores,
     pooled_metrics,
@@ -277,3 +279,96 @@ def _score(value: float, color: bool) -> str:
 def _labelled(scores: dict[str, float], color: bool) -> str:
     """Formats "UF1 x  UAR y  ACC z" from a dict with those keys."""
     return "  ".join(f"{key.upper()} {_score(scores[key], color)}" for key in SCORE_KEYS)
+
+
+AU_SCORE_COLUMNS = ("au", "clips", "positives", "tp", "fp", "fn", "f1", "f1_all_present")
+AU_SCORING = (
+    "the held-out clips' AU cells are read only to score their predictions (never to train "
+    "or choose anything)"
+)
+
+
+def au_scores(
+    targets: np.ndarray, probabilities: np.ndarray, codes: Sequence[int], threshold: float = 0.5
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per-AU detection scores of pooled predictions (every fold's clips), and their summary.
+
+    Args:
+        targets: (clips, AUs) from the clips' AU cells: 1 present, 0 absent, NaN blank.
+        probabilities: (clips, AUs) predicted, same order.
+        codes: the AU numbers of the columns.
+        threshold: probability from which an AU counts as detected.
+
+    Returns:
+        (table, summary): one row per AU (``AU_SCORE_COLUMNS``; ``au`` as "AU12") then a row
+        ``mean`` whose ``f1`` and ``f1_all_present`` are the means over the AUs; and
+        ``mean_f1``, ``mean_f1_all_present``, ``per_au`` (per AU: the row's values),
+        ``threshold``, ``clips`` and ``scoring`` (``AU_SCORING``). ``f1_all_present`` is the
+        reference of a detector that calls every AU present in every clip, 2P / (P + clips):
+        what a detector must beat to have learnt anything.
+
+    Raises:
+        ValueError: as :func:`mer.evaluation.metrics.au_f1_scores`, or ``codes`` of another
+            length than the columns.
+    """
+    if len(codes) != np.shape(targets)[-1]:
+        raise ValueError(f"{len(codes)} AU codes for {np.shape(targets)[-1]} columns: {codes}")
+    scores = au_f1_scores(targets, probabilities, threshold)
+    scores["f1_all_present"] = au_f1_scores(targets, np.ones_like(probabilities), threshold)["f1"]
+    counts = AU_SCORE_COLUMNS[1:-2]
+    rows = [
+        {"au": f"AU{code}", **{key: scores[key][index] for key in AU_SCORE_COLUMNS[1:]}}
+        for index, code in enumerate(codes)
+    ]
+    per_au = {
+        row["au"]: {
+            key: (int if key in counts else float)(row[key]) for key in AU_SCORE_COLUMNS[1:]
+        }
+        for row in rows
+    }
+    reference = float(scores["f1_all_present"].mean())
+    rows.append({"au": "mean", "f1": scores["mean_f1"], "f1_all_present": reference})
+    table = pd.DataFrame(rows, columns=list(AU_SCORE_COLUMNS)).astype(
+        {key: "Int64" for key in counts}
+    )
+    summary = {
+        "mean_f1": scores["mean_f1"],
+        "mean_f1_all_present": reference,
+        "per_au": per_au,
+        "threshold": threshold,
+        "clips": len(targets),
+        "scoring": AU_SCORING,
+    }
+    return table, summary
+
+
+def format_au_report(table: pd.DataFrame, summary: dict[str, Any], *, color: bool = True) -> str:
+    """The per-AU F1 table and the mean over AUs, as aligned text, with the run's caveats
+    (``summary["caveats"]``) first and how the held-out AU cells are used last.
+
+    Args:
+        table, summary: what :func:`au_scores` returned (summary may hold more keys).
+        color: colour the F1 values as :func:`format_report` colours scores.
+    """
+    caveats = format_caveats(summary.get("caveats", []))
+    lines = [*caveats, *([""] if caveats else [])]
+    lines.append(
+        f"{'AU':<5}  {'Clips':>5}  {'Present':>7}  {'TP':>4}  {'FP':>4}  {'FN':>4}  F1     "
+        "all present"
+    )
+    for row in table[table["au"] != "mean"].itertuples(index=False):
+        lines.append(
+            f"{row.au:<5}  {row.clips:>5}  {row.positives:>7}  {row.tp:>4}  {row.fp:>4}  "
+            f"{row.fn:>4}  {_score(row.f1, color)}  {row.f1_all_present:5.3f}"
+        )
+    lines.append("")
+    lines.append(
+        f"Mean F1 over {len(summary['per_au'])} AUs (pooled over the folds, {summary['clips']} "
+        f"clips, detected at p >= {summary['threshold']}): {_score(summary['mean_f1'], color)}"
+    )
+    lines.append(
+        "Reference, every AU called present in every clip: mean F1 "
+        f"{summary['mean_f1_all_present']:5.3f}"
+    )
+    lines.append(f"Scoring: {summary['scoring']}")
+    return "\n".join(lines)

@@ -2,9 +2,11 @@
 
 Such a module defines `FAMILY`, a `ModelFamily`: its typed `model:` config section, a builder
 from that section and the input specs (`mer.specs.InputSpec`), the loss it trains with, the
-`train:` defaults it declares (a preset's own values win), the checks of its settings, and the
-targets besides the classes it may train on (made from the clips' annotated AUs). The LOSO
-loop, the benchmark, presets, predict, explain and export receive the family and name none.
+`train:` defaults it declares (a preset's own values win), the checks of its settings, the
+targets besides the classes it may train on (made from the clips' annotated AUs), what its
+first output predicts (the classes, or the AUs alone), and the commands that do not apply to
+it. The LOSO loop, the benchmark, presets, predict, explain and export receive the family and
+name none.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import dataclasses
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
+from mer.config import ConfigError
 from mer.specs import InputSpec
 
 DEFAULT_FAMILY = "mlsp"
@@ -39,6 +42,24 @@ class ModelFamily:
     # None. The caller parses the cells (models read no sheet) and trains on the training
     # clips' rows alone. None: the classes are the only target.
     targets: Callable[[Sequence[frozenset[int] | None], Any], Any] | None = None
+    # "classes": the first output is the class probabilities, scored by UF1/UAR. "aus": the
+    # only output is per-AU probabilities (sigmoid) of `config.model.aus`, in that order,
+    # trained on `targets` alone (no accuracy, no class weights) and scored by per-AU F1; the
+    # held-out clips' AU cells are read to score them, never to train
+    predicts: Literal["classes", "aus"] = "classes"
+
+    def check_applies(self, command: str) -> None:
+        """Refuses a command that does not apply to this family, saying why in one line.
+
+        Args:
+            command: a key of `not_applicable` ("final_model", "seeds", "compare", ...).
+
+        Raises:
+            ConfigError: with the reason, where `not_applicable` gives one.
+        """
+        reason = self.not_applicable.get(command)
+        if reason:
+            raise ConfigError(reason)
 
 
 def known_families() -> list[str]:

@@ -4,7 +4,8 @@ The held-out subject is used for nothing but the final prediction: the model tra
 number of epochs on the other subjects (optionally monitoring a validation split drawn from
 those training subjects), normalisation statistics come from the training clips only, and the
 final weights predict the held-out clips. A family's targets besides the classes (FMER's AUs)
-are read for the training and validation clips alone.
+are read for the training and validation clips alone; a family that predicts AUs alone
+(`ModelFamily.predicts == "aus"`) trains on those and predicts per-AU probabilities.
 """
 
 from __future__ import annotations
@@ -197,14 +198,15 @@ def build_model(config: ExperimentConfig, specs: Sequence[InputSpec] | None = No
     finally:
         keras.config.set_dtype_policy(previous)
     micro_batches = config.train.micro_batches
+    # the classes' output by name: Keras refuses a flat list for two outputs; AUs: no accuracy
+    metrics = {model.output_names[0]: ["accuracy"]} if family.predicts == "classes" else None
     model.compile(
         optimizer=keras.optimizers.Adam(
             config.train.learning_rate,
             gradient_accumulation_steps=micro_batches if micro_batches > 1 else None,
         ),
         loss=family.loss(config),
-        # the classes' output by name: Keras refuses a flat list for two outputs
-        metrics={model.output_names[0]: ["accuracy"]},
+        metrics=metrics,
         jit_compile=config.train.jit_compile,
     )
     return model
@@ -217,8 +219,8 @@ def accuracy_key(model: keras.Model) -> str:
 
 
 def class_probabilities(predicted) -> np.ndarray:
-    """The class probabilities of `model.predict`'s result: its first output (FMER's second
-    is its AU logits), as float64."""
+    """The probabilities of `model.predict`'s result: its first output (FMER's second is its
+    AU logits), as float64; of the classes, or of an "aus" family's AUs."""
     return np.asarray(predicted[0] if isinstance(predicted, list) else predicted, np.float64)
 
 
@@ -241,7 +243,7 @@ class FoldResult:
 
     subject: str
     test: np.ndarray  # row indices of the held-out clips
-    probabilities: np.ndarray  # (clips, classes)
+    probabilities: np.ndarray  # (clips, classes); (clips, AUs) for a family predicting AUs
     history: dict[str, list[float]]
     seconds: float
     seed: int | None = None  # None: a fold of a run made before SEED_SCHEME (seed + index)
@@ -371,8 +373,12 @@ def _fit_and_predict(
     batches = even_batches(batches, replicas, training=True)  # each device gets a share
     if validation is not None:
         validation = even_batches(validation, replicas)
+    family = model_family(config.model.family)
+    if family.predicts == "aus":  # its one output trains on the targets alone
+        batches = TargetBatches(batches)
+        validation = None if validation is None else TargetBatches(validation)
     model = build_model(config) if models is None else models.for_fold(config)
-    if model_family(config.model.family).fit is not None:
+    if family.fit is not None:
         curves = fit_family(model, train_streams, labels[fold.train], normalizers, config, seed)
     else:
         curves = _fit_keras(model, batches, validation, config, fold, fold_dir, callbacks)
@@ -391,6 +397,25 @@ def _fit_and_predict(
     )
     seconds = time.perf_counter() - started
     return FoldResult(fold.subject, fold.test, probabilities, curves, seconds, seed)
+
+
+class TargetBatches(keras.utils.PyDataset):
+    """Batches of (clips, targets) from batches of (clips, (one-hot classes, targets)): for a
+    family whose only output trains on its targets (`ModelFamily.predicts == "aus"`)."""
+
+    def __init__(self, batches: keras.utils.PyDataset):
+        super().__init__()
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        inputs, (_, targets) = self.batches[index]
+        return inputs, targets
+
+    def on_epoch_end(self) -> None:
+        self.batches.on_epoch_end()
 
 
 def _fit_keras(

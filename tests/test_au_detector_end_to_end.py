@@ -1,0 +1,168 @@
+"""The AU detector end to end through `python -m mer train`: a LOSO run on 2 demo subjects
+writes au_scores.csv, whose per-AU F1 is `au_f1_scores` of the saved predictions against the
+sheet's AU cells, and `python -m mer merge` rewrites it the same; rotating the held-out
+subject's AU cells in the sheet leaves its predictions bit-identical (that fold run alone,
+`--folds`); the commands that do not apply refuse in one line.
+
+The network keeps P3D-63's 16 bottlenecks at the tiniest width and 16-pixel frames; Keras's
+steps run eagerly (`tf.config.run_functions_eagerly`), as in tests/test_fmer_end_to_end.py.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from mer.cli import main
+from mer.config import PROJECT_ROOT
+from mer.data.synthetic import DemoSpec, generate_demo
+from mer.evaluation.metrics import au_f1_scores
+from mer.evaluation.report import AU_SCORING
+from tests.test_dual_atme_end_to_end import _command, _last_path
+from tests.test_end_to_end import as_arguments, workspace
+
+pytestmark = pytest.mark.filterwarnings("ignore:Even though the `tf.config.experimental_run")
+CONFIG = str(PROJECT_ROOT / "config" / "demo_au_detector.yaml")
+AUS = [1, 2, 4, 5, 6, 12, 15]  # the demo preset's: those its sheet's cells hold
+TINY = [
+    "data.fmer.au_size=16",  # 16 frames (T must stay 16) of 16 pixels
+    "data.flow.face_size=32",
+    "model.p3d_filters=1",
+    "train.epochs=1",
+    "train.batch_size=6",  # one step a fold (3 training clips)
+    "run.tensorboard=false",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def eager_steps():
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The 2-subject demo (6 clips, one per class and subject) and its sheet."""
+    root = tmp_path_factory.mktemp("au_detector")
+    sheet = generate_demo(
+        root / "demo", DemoSpec(subjects=2, clips_per_class=1, frames=16, size=96)
+    )
+    return root, sheet
+
+
+def _train(root, sheet, runs: str, *options: str, cache: str = "cache") -> str:
+    overrides = [
+        f"data.root={root / 'demo'}",
+        f"data.sheet={sheet}",
+        *TINY,
+        *workspace(root, runs),
+        f"data.cache_dir={root / cache}",
+    ]
+    return _command(["train", "--config", CONFIG, *as_arguments(overrides), *options])
+
+
+@pytest.fixture(scope="module")
+def whole_run(demo):
+    root, sheet = demo
+    output = _train(root, sheet, "whole")
+    return _last_path(output, "Results: "), output
+
+
+def _fold_result(run_dir, subject: str) -> dict:
+    return json.loads((run_dir / "folds" / subject / "fold_result.json").read_text())
+
+
+@pytest.mark.slow
+def test_tiny_loso_run_scores_each_au_from_the_saved_predictions(whole_run, tmp_path):
+    run_dir, output = whole_run
+    assert "Model: au_detector, inputs au_frames (16, 16, 16, 3)" in output
+    assert "its AU cells are read only to score its predictions" in output  # the protocol
+    assert "Mean F1 over 7 AUs (pooled over the folds, 6 clips" in output
+    assert f"Scoring: {AU_SCORING}" in output
+    predictions = pd.read_csv(run_dir / "predictions.csv", dtype={"subject": str})
+    assert list(predictions.columns) == ["subject", "sample", "aus"] + [
+        f"{kind}_AU{code}" for code in AUS for kind in ("target", "prob")
+    ]
+    folds = [_fold_result(run_dir, subject) for subject in ("1", "2")]
+    probabilities = np.concatenate([fold["probabilities"] for fold in folds])
+    assert (
+        probabilities.shape == (6, len(AUS)) and ((0 < probabilities) & (probabilities < 1)).all()
+    )
+    targets = predictions[[f"target_AU{code}" for code in AUS]].to_numpy()
+    assert set(np.unique(targets[~np.isnan(targets)])) <= {0.0, 1.0} and targets.sum() > 0
+    expected = au_f1_scores(targets, probabilities)
+    scores = pd.read_csv(run_dir / "au_scores.csv")
+    assert scores["au"].tolist() == [f"AU{code}" for code in AUS] + ["mean"]
+    np.testing.assert_allclose(scores["f1"][:-1], expected["f1"], rtol=1e-12)
+    np.testing.assert_array_equal(scores["tp"][:-1], expected["tp"])
+    assert scores["f1"].iloc[-1] == pytest.approx(expected["mean_f1"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["mean_f1"] == pytest.approx(expected["mean_f1"])
+    assert (summary["family"], summary["clips"], summary["subjects"]) == ("au_detector", 6, 2)
+    assert summary["scoring"] == AU_SCORING and "read only to score" in summary["protocol"]
+    assert "uf1" not in summary and not (run_dir / "confusion_matrix.png").exists()
+    for subject in ("1", "2"):
+        history = json.loads((run_dir / "folds" / subject / "history.json").read_text())
+        assert history["loss"][0] > 0 and not any("accuracy" in key for key in history)
+    merged = tmp_path / "merged"
+    assert main(["merge", str(run_dir), "--out", str(merged)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(merged / "au_scores.csv"), scores)
+
+
+@pytest.mark.slow
+def test_held_out_au_cells_reach_nothing_but_the_scores(demo, whole_run):
+    """Subject 1's AU cells rotated in a copy of the sheet (its own cache): the fold holding
+    subject 1 out predicts it bit for bit as before."""
+    root, sheet = demo
+    rows = pd.read_excel(sheet)
+    held = rows.index[rows["Subject"].astype(str) == "1"]
+    cells = rows.loc[held, "Action Units"].tolist()
+    rows.loc[held, "Action Units"] = cells[1:] + cells[:1]
+    assert (rows.loc[held, "Action Units"] != pd.Series(cells, index=held)).all()
+    permuted = root / "permuted.xlsx"
+    rows.to_excel(permuted, index=False)
+    output = _train(root, permuted, "permuted", "--folds", "1", cache="permuted_cache")
+    part = _last_path(output, "Fold results: ")
+    reference, _ = whole_run
+    assert _fold_result(part, "1")["test"] == _fold_result(reference, "1")["test"]
+    assert _fold_result(part, "1")["probabilities"] == _fold_result(reference, "1")["probabilities"]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--set", "train.final_model=true"], "trains no final model"),
+        (["--seeds", "1,2"], "--seeds reports the mean ± std of UF1/UAR"),
+        (["--set", "eval.protocol=paper"], "has no class accuracy: use eval.protocol=loso"),
+        (["--set", "model.aus=[1, 1]"], "model.aus must be distinct positive AU numbers"),
+        (["--set", "data.inputs=[frames]"], "reads one input, data.inputs: [au_frames]"),
+    ],
+)
+def test_train_refuses_what_does_not_apply(arguments, message, capsys):
+    assert main(["train", "--config", CONFIG, "--dry-run", *arguments]) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["compare", "predict", "explain", "export"])
+def test_run_folder_commands_refuse(command, tmp_path, capsys):
+    """A run folder (as its config.yaml names the family) is refused before anything is read."""
+    (tmp_path / "config.yaml").write_text("model:\n  family: au_detector\n")
+    arguments = {
+        "compare": ["compare", str(tmp_path)],
+        "predict": ["predict", "--model", str(tmp_path), "clip.mp4"],
+        "explain": ["explain", "--model", str(tmp_path), "clip.mp4", "--out", str(tmp_path)],
+        "export": ["export", "--model", str(tmp_path), "--out", str(tmp_path)],
+    }[command]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert f"mer {command}: model.family=au_detector" in error
+    assert len(error.strip().splitlines()) == 1
+
+
+def test_bench_refuses(capsys):
+    assert main(["bench", "--quick", "--config", CONFIG]) == 2
+    assert "the benchmark trains on class labels" in capsys.readouterr().err
