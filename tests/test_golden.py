@@ -1,4 +1,4 @@
-"""The existing systems' predictions stay bit-identical across refactors: a short demo run of
+"""The existing systems' predictions stay the same across refactors: a short demo run of
 each entry script (2 subjects, the fold holding out subject 1, 2 epochs, 32 px) against the
 fold probabilities recorded in tests/golden/demo_predictions.json. They are those of commit
 3efcbdb (the trust fixes, before model families and input types became plug-ins): the file was
@@ -8,10 +8,15 @@ fold_result.json files.
 The runs pin TensorFlow to its oneDNN kernels (TF_ENABLE_ONEDNN_OPTS=1, as `import mer` sets
 by default: TensorFlow itself uses them only on CPUs with AVX512_VNNI, AVX512_BF16, AVX-VNNI or
 AMX) and those to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2), so CPUs with and without AVX-512 compute the
-same sums; and the first-stage convs to Keras's Conv3D (model.convolution=conv3d), the form the
+same sums where their caches are alike; and the first-stage convs to Keras's Conv3D (model.convolution=conv3d), the form the
 file was computed with. The stacked-frame form, which `auto` picks with JAX on CPUs and where
 TensorFlow runs without oneDNN, sums in another order: tests/models/test_stacked_convolution.py
 compares its outputs, gradients and a model's predictions with Conv3D's.
+
+Even so, oneDNN blocks its sums by the CPU's cache sizes: the file, recorded on an AMD EPYC,
+matches float for float there, and a 2-core Xeon with AMX (ONEDNN_MAX_CPU_ISA=AVX2 as here)
+differs by up to 5e-7 in a probability. So the probabilities are compared to 1e-5: a refactor
+that changes what is computed (a seed, a layer, an order of clips) moves them by far more.
 
 The demo's videos are decoded by the CPU's codec build: when the decoded inputs differ from the
 recorded ones, the predictions cannot be compared, and the test says so instead of failing on a
@@ -26,6 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mer.config import PROJECT_ROOT
@@ -92,7 +98,7 @@ def demo_predictions(out: Path, runs: list) -> dict:
 
 
 @pytest.mark.slow
-def test_demo_predictions_are_bit_identical_to_the_golden_ones(tmp_path):
+def test_demo_predictions_equal_the_golden_ones(tmp_path):
     golden = json.loads(GOLDEN.read_text())
     found = demo_predictions(tmp_path, GOLDEN_RUNS)
     for script in SCRIPTS:
@@ -101,7 +107,12 @@ def test_demo_predictions_are_bit_identical_to_the_golden_ones(tmp_path):
                 f"{script}: the demo clips decode to other pixels with this CPU's OpenCV build "
                 "(inputs digest differs), so the recorded predictions do not apply here"
             )
-        assert found[script]["folds"] == golden[script]["folds"], script  # exact floats
+        assert found[script]["folds"].keys() == golden[script]["folds"].keys(), script
+        for fold, probabilities in golden[script]["folds"].items():
+            np.testing.assert_allclose(
+                found[script]["folds"][fold], probabilities, rtol=0, atol=1e-5,
+                err_msg=f"{script}, fold {fold}",
+            )
 
 
 if __name__ == "__main__":
