@@ -5,13 +5,14 @@ fold probabilities recorded in tests/golden/demo_predictions.json. They are thos
 written after the redesign and compared equal, float for float, with that commit's
 fold_result.json files.
 
-The runs pin TensorFlow to its oneDNN kernels (TF_ENABLE_ONEDNN_OPTS=1, as `import mer` sets
-by default: TensorFlow itself uses them only on CPUs with AVX512_VNNI, AVX512_BF16, AVX-VNNI or
+The runs pin TensorFlow to its oneDNN kernels (TF_ENABLE_ONEDNN_OPTS=1, as `import mer` sets by
+default: TensorFlow itself uses them only on CPUs with AVX512_VNNI, AVX512_BF16, AVX-VNNI or
 AMX) and those to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2), so CPUs with and without AVX-512 compute the
-same sums where their caches are alike; and the first-stage convs to Keras's Conv3D (model.convolution=conv3d), the form the
-file was computed with. The stacked-frame form, which `auto` picks with JAX on CPUs and where
-TensorFlow runs without oneDNN, sums in another order: tests/models/test_stacked_convolution.py
-compares its outputs, gradients and a model's predictions with Conv3D's.
+same sums where their caches are alike; and the first-stage convs to Keras's Conv3D
+(model.convolution=conv3d), the form the file was computed with. The stacked-frame form, which
+`auto` picks with JAX on CPUs and where TensorFlow runs without oneDNN, sums in another order:
+tests/models/test_stacked_convolution.py compares its outputs, gradients and a model's
+predictions with Conv3D's.
 
 Even so, oneDNN blocks its sums by the CPU's cache sizes: the file, recorded on an AMD EPYC,
 matches float for float there, and a 2-core Xeon with AMX (ONEDNN_MAX_CPU_ISA=AVX2 as here)
