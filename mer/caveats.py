@@ -3,9 +3,10 @@
 A clean LOSO estimate uses the held-out subject for nothing but the final prediction. Four
 settings depart from that, each on purpose: the published protocol picks the epoch on the test
 subject, the published normalisation takes its statistics over the whole dataset, the
-dual-branch AU model crops its second input where the test clip's annotated AUs point, and the
-window samplers pick the test clip's frames inside its annotated onset..offset (as every
-published MER protocol does; a new clip has no such annotation).
+dual-branch AU model crops its second input where the test clip's annotated AUs point (not with
+data.regions.aus=predicted, where the fold's AU detector chooses it), and the window samplers
+pick the test clip's frames inside its annotated onset..offset (as every published MER protocol
+does, and the AU detector's au_frames; a new clip has no such annotation).
 `run_caveats` lists those of one config; the run folder's name, summary.json, the printed
 report, predictions.csv, per_subject.csv, `python -m mer compare` and `merge` all take them
 from it. `annotation_only_reference` measures what the annotated region alone predicts.
@@ -77,14 +78,17 @@ WINDOW_INPUTS = {"flow", "flow_puzzle", "flow_grid", "fmer_patches", "au_frames"
 
 def run_caveats(config: ExperimentConfig) -> tuple[Caveat, ...]:
     """The caveats of a run with this config, in a fixed order; () for a clean LOSO run."""
+    regions = "au_regions" in config.data.input_names()
+    predicted = regions and config.data.regions.aus == "predicted"  # by an AU detector on au_frames
     applies = (
         (PAPER_PROTOCOL, config.eval.protocol == "paper"),
         (DATASET_GLOBAL, config.data.normalization == "dataset_global"),
-        (ANNOTATED_AUS, "au_regions" in config.data.input_names()),
+        (ANNOTATED_AUS, regions and not predicted),
         (
             ANNOTATED_WINDOW,
             config.data.sampler in WINDOW_SAMPLERS
-            or bool(set(config.data.input_names()) & WINDOW_INPUTS),
+            or bool(set(config.data.input_names()) & WINDOW_INPUTS)
+            or predicted,
         ),
     )
     return tuple(caveat for caveat, applied in applies if applied)
@@ -131,16 +135,25 @@ def clip_regions(aus_cells: Iterable[object], au_codes: Iterable[int]) -> list[s
 
 
 def annotation_only_reference(
-    manifest: pd.DataFrame, classes: Sequence[str], folds: Folds, au_codes: Iterable[int]
+    manifest: pd.DataFrame,
+    classes: Sequence[str],
+    folds: Folds,
+    au_codes: Iterable[int],
+    test_regions: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The annotation-only reference of a manifest (columns `label` and `aus`) and its folds:
     pooled `uf1`, `uar`, `acc` and `clips` (see `mer.evaluation.annotation_only`), the
-    `au_codes` used, and the clips per region."""
+    `au_codes` used, and the clips per region they are tested with. `test_regions`: the
+    region each clip is tested with (data.regions.aus=predicted: its fold's predicted one, so
+    that no held-out AU cell chooses it; "held_out_regions": "predicted" says so); by default
+    its annotated region. The training clips' regions are always their annotated ones."""
     codes = list(au_codes)
     regions = clip_regions(manifest["aus"], codes)
+    tested = regions if test_regions is None else list(test_regions)
     labels = [classes.index(label) for label in manifest["label"]]
     return {
-        **annotation_only_scores(labels, regions, folds, len(classes)),
+        **annotation_only_scores(labels, regions, folds, len(classes), tested),
         "au_codes": codes,
-        "regions": dict(Counter(regions).most_common()),
+        "regions": dict(Counter(tested).most_common()),
+        **({} if test_regions is None else {"held_out_regions": "predicted"}),
     }

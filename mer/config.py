@@ -85,6 +85,13 @@ class RegionConfig:
     # a clip with no face in any selected frame: a bad clip (stops the run, or skipped with
     # data.on_bad=skip), or cropped at the region's fixed fraction of the frame
     no_face: Literal["error", "proportional"] = "error"
+    # which AUs choose the held-out clips' region: annotated (their sheet cells: the published
+    # rule, labelled annotated-aus) or predicted (in each fold, an AU detector trained on the
+    # training subjects predicts them; training clips keep their annotated regions)
+    aus: Literal["annotated", "predicted"] = "annotated"
+    # predicted: the AU detector's preset (in config/, or a path); its model, train, data.fmer
+    # and data.flow settings, trained on au_codes (see `region_detector_config`)
+    detector: str = "au_detector.yaml"
 
 
 @dataclasses.dataclass
@@ -518,7 +525,46 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
         )
     if config.data.regions.margin < 0:
         raise ConfigError(f"data.regions.margin must be >= 0, got {config.data.regions.margin}")
+    if config.data.regions.aus == "predicted":
+        if "au_regions" not in config.data.input_names():
+            raise ConfigError(
+                "data.regions.aus=predicted chooses the au_regions crop, and data.inputs "
+                f"{config.data.input_names()} has none"
+            )
+        region_detector_config(config)  # the preset exists and is an AU detector
     family_named(config.model.family).check(config)
     for key in ("ray_num_cpus", "ray_num_gpus", "fold_retries"):
         if getattr(config.run, key) < 0:
             raise ConfigError(f"run.{key} must be >= 0, got {getattr(config.run, key)}")
+
+
+def region_detector_config(config: ExperimentConfig) -> ExperimentConfig:
+    """The AU detector that data.regions.aus=predicted trains in each fold: the model and train
+    sections and the AU frames' settings (data.fmer, data.flow) of the preset that
+    data.regions.detector names (relative to config/), on this run's dataset, cache and seed,
+    predicting data.regions.au_codes, the AUs the region rule looks at (every fold's detector
+    has the same outputs; an AU no training clip has is trained towards absent).
+
+    Raises:
+        ConfigError: the preset is missing, invalid, or not of family au_detector.
+    """
+    name = config.data.regions.detector
+    path = Path(name).expanduser()
+    preset = load_config(path if path.is_absolute() else CONFIG_DIR / path)
+    if preset.model.family != "au_detector":
+        raise ConfigError(
+            f"data.regions.detector must name an au_detector preset, got {name!r} (family "
+            f"{preset.model.family})"
+        )
+    data = dataclasses.replace(
+        config.data,
+        inputs=["au_frames"],
+        regions=RegionConfig(),
+        fmer=preset.data.fmer,
+        flow=preset.data.flow,
+    )
+    model = dataclasses.replace(preset.model, aus=list(config.data.regions.au_codes))
+    train = dataclasses.replace(preset.train, final_model=False)
+    detector = dataclasses.replace(config, data=data, model=model, train=train, eval=EvalConfig())
+    check_config(detector)
+    return detector

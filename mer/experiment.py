@@ -11,6 +11,7 @@ import json
 import platform
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from mer.caveats import (
     run_caveats,
     summary_entries,
 )
-from mer.config import ExperimentConfig, check_config, resolve_path
+from mer.config import ExperimentConfig, check_config, region_detector_config, resolve_path
 from mer.data.aus import au_numbers
 from mer.data.inputs import input_specs
 from mer.data.sheets import DataError
@@ -36,6 +37,7 @@ from mer.data.sources import (
     DatasetSource,
     load_manifest,
     preprocess,
+    preprocess_region_inputs,
     resolve_source,
     usable_samples,
 )
@@ -55,6 +57,7 @@ from mer.training.executors import FoldsFailed, finished_folds, run_loso, select
 from mer.training.loso import (
     Fold,
     FoldResult,
+    PredictedRegions,
     build_model,
     loso_folds,
     seed_scheme,
@@ -142,7 +145,21 @@ def print_plan(config: ExperimentConfig, source: DatasetSource, manifest: pd.Dat
             f"Predicts: AUs {', '.join(map(str, config.model.aus))} (per-AU F1 pooled over the "
             "folds; the class labels are not trained on)"
         )
+    if predicted_regions(config):
+        detector = region_detector_config(config)
+        print(
+            f"Regions: from predicted AUs: in each fold an AU detector "
+            f"({config.data.regions.detector}: {detector.model.family}, AUs "
+            f"{', '.join(map(str, detector.model.aus))}, {detector.train.epochs} epochs) trained "
+            "on the training subjects' AU cells predicts the held-out clips' AUs (p >= 0.5), "
+            "which choose their au_regions crop; the training clips keep their annotated regions"
+        )
     return model.count_params()
+
+
+def predicted_regions(config: ExperimentConfig) -> bool:
+    """Whether the held-out clips' au_regions crops are chosen by an AU detector."""
+    return "au_regions" in config.data.input_names() and config.data.regions.aus == "predicted"
 
 
 def run_experiment(
@@ -182,6 +199,12 @@ def run_experiment(
 
     preprocess_started = time.perf_counter()
     prepared = preprocess(config.data, manifest)  # a dry run too: it finds every broken clip
+    region_inputs = None
+    if predicted_regions(config):  # the AU detector's input and every region's crops
+        detector = region_detector_config(config)
+        prepared, region_inputs = preprocess_region_inputs(
+            config.data, detector.data, manifest, prepared
+        )
     preprocess_seconds = time.perf_counter() - preprocess_started
     manifest = manifest.iloc[prepared.rows].reset_index(drop=True)
     problems = pd.concat([found.problems, prepared.failures], ignore_index=True)
@@ -195,6 +218,15 @@ def run_experiment(
 
     labels = np.array([config.data.classes.index(label) for label in manifest["label"]])
     targets = family_targets(config, manifest)  # each fold reads its training clips' rows
+    regions = None
+    if region_inputs is not None:  # the detector's targets: the training clips' rows are read
+        regions = PredictedRegions(
+            detector,
+            region_inputs.frames,
+            family_targets(detector, manifest),
+            region_inputs.crops,
+            config.data.input_names().index("au_regions"),
+        )
     folds, protocol = make_folds(config, manifest, labels)
     selected = select_folds(folds, only_folds)  # before the run folder: a typo writes nothing
     fingerprint = data_fingerprint(manifest, prepared.keys)
@@ -226,7 +258,7 @@ def run_experiment(
         f" --folds {','.join(fold.subject for fold in selected)}" if only_folds else ""
     )
     try:
-        results = run_loso(selected, streams, labels, config, run_dir, targets)
+        results = run_loso(selected, streams, labels, config, run_dir, targets, regions)
     except KeyboardInterrupt:
         print(
             f"\nInterrupted. Completed folds are kept in {run_dir / 'folds'}; resume with:\n"
@@ -426,7 +458,8 @@ def fold_names(folds: list, count: int) -> list[str]:
 def predictions_table(
     manifest: pd.DataFrame, class_names: list[str], results: list[FoldResult]
 ) -> pd.DataFrame:
-    """One row per clip: subject, sample, y_true, y_pred, then prob_<class> per class."""
+    """One row per clip: subject, sample, y_true, y_pred, then prob_<class> per class; with
+    data.regions.aus=predicted, then predicted_aus (e.g. "4+12", "" for none) and region."""
     frames = []
     for result in results:
         rows = manifest.iloc[result.test]
@@ -442,6 +475,9 @@ def predictions_table(
             frame["part"] = rows["part"].to_numpy()
         for index, name in enumerate(class_names):
             frame[f"prob_{name}"] = np.round(result.probabilities[:, index], 6)
+        if result.regions is not None:
+            frame["predicted_aus"] = ["+".join(map(str, aus)) for aus in result.aus]
+            frame["region"] = result.regions
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
@@ -467,13 +503,21 @@ def write_report(
         predictions["caveats"] = table["caveats"] = "; ".join(caveat.label for caveat in caveats)
     summary = summarize(predictions, config.data.classes)
     summary.update(summary_entries(caveats))
-    if ANNOTATED_AUS in caveats:  # what the annotated regions alone would score
+    predicted = predicted_regions(config)
+    if ANNOTATED_AUS in caveats or predicted:  # what the regions alone would score
         summary["annotation_only_reference"] = annotation_only_reference(
             manifest,
             config.data.classes,
             [(fold.train, fold.test) for fold in folds],
             config.data.regions.au_codes,
+            fold_regions(results, len(manifest)) if predicted else None,
         )
+    if predicted:
+        summary["regions"] = {
+            "aus": "predicted",
+            "detector": config.data.regions.detector,
+            "held_out": dict(Counter(predictions["region"]).most_common()),
+        }
     summary.update(details)
     write_csv(run_dir / "predictions.csv", predictions)
     write_csv(run_dir / "per_subject.csv", table)
@@ -481,8 +525,31 @@ def write_report(
     write_plots(run_dir, summary, table, results, config.data.classes)
 
     print()
+    if predicted:
+        print(format_predicted_regions(predictions))
     print(format_report(table, summary, color=sys.stdout.isatty()))
     return summary
+
+
+def fold_regions(results: list[FoldResult], count: int) -> list[str]:
+    """The region each clip was tested with (data.regions.aus=predicted), in manifest order."""
+    regions = [""] * count
+    for result in results:
+        for row, region in zip(result.test, result.regions, strict=True):
+            regions[row] = region
+    return regions
+
+
+def format_predicted_regions(predictions: pd.DataFrame) -> str:
+    """Per held-out subject, one line: each clip's predicted AUs and the region they chose."""
+    lines = ["Held-out regions from predicted AUs (clip: AUs -> region):"]
+    for subject, rows in predictions.groupby("subject", sort=False):
+        clips = ", ".join(
+            f"{row.sample}: {row.predicted_aus or 'none'} -> {row.region}"
+            for row in rows.itertuples()
+        )
+        lines.append(f"  {subject}: {clips}")
+    return "\n".join(lines)
 
 
 def write_au_report(

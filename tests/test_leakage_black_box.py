@@ -11,7 +11,11 @@ prediction that no annotation reaches is bit-identical across the three runs
 The frames-only model must not move under either permutation. The dual-branch AU model must not
 move under the label permutation, and DOES move under the AU permutation: its second input is
 cropped where the test clip's annotated AUs point. That is the published method, labelled
-`annotated-aus` on every output (`mer.caveats`); this test shows the audit sees it.
+`annotated-aus` on every output (`mer.caveats`); this test shows the audit sees it. With
+data.regions.aus=predicted (a tiny AU detector, trained in the fold on sub01 alone, chooses
+sub02's regions; its steps run eagerly: tracing P3D takes half a minute) it must not move under
+the AU permutation (the label permutation is left out there: the class model's path is the
+regions model's, and the detector trains on AU cells alone; each run costs ~20 s).
 
 Exempt, because they use test-subject data by design and are labelled optimistic on every
 output (`mer.caveats.run_caveats`): `eval.protocol=paper` (the epoch is chosen on the test
@@ -25,11 +29,13 @@ import json
 
 import cv2
 import pytest
+import tensorflow as tf
 
 from mer.cli import run_script
 from mer.data.synthetic import CLASS_NAMES, DemoSpec, render_clip
 from tests.data.replicas import write_sheet
 from tests.test_end_to_end import TINY, as_arguments, workspace
+from tests.test_predicted_regions import tiny_detector
 
 pytestmark = pytest.mark.slow  # training runs through the entry points
 
@@ -43,6 +49,7 @@ FLAT = ["model.temporal=none", "model.pooling=none", "model.cam=none"]
 MODELS = {
     "frames": ("ME_model", "me_model.yaml", ["model.branches=1"]),
     "regions": ("dual_branch_3dcnn_au", "dual_branch_au.yaml", []),
+    "predicted": ("dual_branch_3dcnn_au", "dual_branch_au.yaml", ["data.regions.aus=predicted"]),
 }
 
 
@@ -83,6 +90,8 @@ def _held_out_probabilities(replica, tmp_path, model: str, name: str, rows: list
     sheet = tmp_path / f"{name}.xlsx"
     write_sheet(sheet, rows, header=CASME2_HEADER)
     script, config, settings = MODELS[model]
+    if model == "predicted":
+        settings = [*settings, f"data.regions.detector={tiny_detector(tmp_path)}"]
     overrides = TINY + FLAT + settings + [
         "data.layout=casme2",
         f"data.root={root}",
@@ -92,25 +101,30 @@ def _held_out_probabilities(replica, tmp_path, model: str, name: str, rows: list
         *workspace(tmp_path / name),
     ]
     arguments = as_arguments(overrides) + ["--folds", HELD_OUT]
-    assert run_script(script, config, "test", arguments) == 0
+    tf.config.run_functions_eagerly(model == "predicted")
+    try:
+        assert run_script(script, config, "test", arguments) == 0
+    finally:
+        tf.config.run_functions_eagerly(False)
     (result,) = (tmp_path / name / "runs").glob(f"*/folds/{HELD_OUT}/fold_result.json")
     stored = json.loads(result.read_text())
     return {"test": stored["test"], "probabilities": stored["probabilities"]}
 
 
-@pytest.mark.parametrize("model", ["frames", "regions"])
+@pytest.mark.parametrize("model", ["frames", "regions", "predicted"])
 def test_held_out_annotations_reach_the_prediction_only_through_the_labelled_crop(
     replica, tmp_path, model
 ):
     _, rows = replica
     plain = _held_out_probabilities(replica, tmp_path, model, "plain", rows)
-    labels = _held_out_probabilities(
-        replica, tmp_path, model, "labels", _held_out_permuted(rows, EMOTION)
-    )
     aus = _held_out_probabilities(replica, tmp_path, model, "aus", _held_out_permuted(rows, AUS))
     assert len(plain["test"]) == 3
-    assert labels == plain  # bit-identical: the held-out labels reach nothing
-    if model == "frames":
+    if model != "predicted":  # its class path is the regions model's; its detector reads AUs
+        labels = _held_out_probabilities(
+            replica, tmp_path, model, "labels", _held_out_permuted(rows, EMOTION)
+        )
+        assert labels == plain  # bit-identical: the held-out labels reach nothing
+    if model in ("frames", "predicted"):
         assert aus == plain  # nor do its AU cells
     else:  # the labelled leak: the crop follows the held-out clips' annotated AUs
         assert aus["test"] == plain["test"] and aus["probabilities"] != plain["probabilities"]

@@ -23,6 +23,7 @@ from mer.data.datasets import (
 )
 from mer.data.inputs import Clip, InputType, input_types
 from mer.data.manifest import PROBLEM_COLUMNS, Manifest, build_manifest, problem_row
+from mer.data.regions import FACE, REGION_RULES
 from mer.data.sheets import DataError
 from mer.data.synthetic import DemoSpec, generate_demo
 
@@ -206,3 +207,54 @@ def preprocess(data: DataConfig, manifest: pd.DataFrame) -> Preprocessed:
     logger.info("%d of %d clips came from the cache %s", hits, len(rows), root)
     failed = pd.DataFrame(failures, columns=PROBLEM_COLUMNS)
     return Preprocessed(streams, rows, keys, hits, failed)
+
+
+@dataclasses.dataclass
+class RegionInputs:
+    """What data.regions.aus=predicted adds to a run's inputs (`preprocess_region_inputs`)."""
+
+    frames: list[np.ndarray]  # the AU detector's input (au_frames) per clip
+    crops: dict[str, list[np.ndarray]]  # region name -> every clip's au_regions input there
+
+
+def preprocess_region_inputs(
+    data: DataConfig, detector: DataConfig, manifest: pd.DataFrame, prepared: Preprocessed
+) -> tuple[Preprocessed, RegionInputs]:
+    """For data.regions.aus=predicted: the AU detector's input (`detector`, data of
+    `mer.config.region_detector_config`) of the clips `prepared` holds, and each clip's
+    au_regions input for every region the rule can choose over data.regions.au_codes (at most
+    eyes, mouth, brows, cheeks, face; all in memory: up to five times the au_regions stream),
+    both through the cache. A region's crops are made as the au_regions input of a row whose
+    AU cell is one AU of that region (blank for the face), so that a fold can give a held-out
+    clip the region its predicted AUs choose without reading its cell.
+
+    Returns:
+        `prepared` less the clips whose AU detector input failed (with data.on_bad=skip; listed
+        in its failures), its keys covering the detector's input; and the region inputs.
+
+    Raises:
+        DataError: a clip failed and data.on_bad is "error".
+    """
+    clips = manifest.iloc[prepared.rows]
+    found = preprocess(detector, clips)
+    clips = clips.iloc[found.rows]
+    regional = dataclasses.replace(data, inputs=["au_regions"])
+    crops = {}
+    for rule in (*REGION_RULES, FACE):
+        codes = sorted(rule.action_units & set(data.regions.au_codes))
+        if rule is FACE or codes:
+            made = preprocess(regional, clips.assign(aus=str(codes[0]) if codes else None))
+            if len(made.rows) != len(clips):  # the face is found for every region or none
+                raise DataError(f"{len(made.failures)} clip(s) have no {rule.name} crop")
+            crops[rule.name] = made.streams[0]
+    kept = Preprocessed(
+        streams=[[stream[row] for row in found.rows] for stream in prepared.streams],
+        rows=[prepared.rows[row] for row in found.rows],
+        keys=[
+            digest([prepared.keys[row], key])
+            for row, key in zip(found.rows, found.keys, strict=True)
+        ],
+        hits=min(prepared.hits, found.hits),  # at most: which clips both hit is not kept
+        failures=pd.concat([prepared.failures, found.failures], ignore_index=True),
+    )
+    return kept, RegionInputs(found.streams[0], crops)

@@ -5,8 +5,9 @@ held-out clips' too. This reference measures what that choice alone is worth: in
 every test clip is predicted as the majority class of the fold's training clips of the same
 region (the training clips' overall majority class where the region has no training clip), and
 the predictions of all folds are scored pooled (MEGC2019, see `mer.evaluation.metrics`). No
-pixel is read. Region names come from the caller (`mer.caveats.annotation_only_reference`), so
-this module stays pure NumPy.
+pixel is read. With data.regions.aus=predicted the test clips' regions are those their fold's AU
+detector chose (`test_regions`), so that no held-out AU cell chooses them either. Region names
+come from the caller (`mer.caveats.annotation_only_reference`), so this module stays pure NumPy.
 """
 
 from __future__ import annotations
@@ -36,15 +37,20 @@ def subject_folds(subjects: ArrayLike) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def region_majority_predictions(
-    labels: ArrayLike, regions: ArrayLike, folds: Folds, num_classes: int
+    labels: ArrayLike,
+    regions: ArrayLike,
+    folds: Folds,
+    num_classes: int,
+    test_regions: ArrayLike | None = None,
 ) -> np.ndarray:
     """Each clip's label as predicted from its region alone, in the fold that tests it.
 
     Args:
         labels: every clip's integer label in `[0, num_classes)`.
-        regions: every clip's region name (e.g. "eyes", "mouth", "face").
+        regions: every clip's region name (e.g. "eyes", "mouth", "face") as a training clip.
         folds: (training rows, test rows) per fold; the test rows cover every clip once.
         num_classes: number of classes K.
+        test_regions: every clip's region when it is tested; by default `regions`.
 
     Returns:
         The predicted label of every clip (int64).
@@ -54,8 +60,11 @@ def region_majority_predictions(
     """
     labels = np.asarray(labels, dtype=np.int64)
     regions = np.asarray(regions, dtype=object)
+    tested = regions if test_regions is None else np.asarray(test_regions, dtype=object)
     if labels.shape != regions.shape:
         raise ValueError(f"{len(labels)} labels but {len(regions)} regions")
+    if tested.shape != regions.shape:
+        raise ValueError(f"{len(labels)} labels but {len(tested)} test regions")
     predicted = np.full(len(labels), -1, dtype=np.int64)
     for train, test in folds:
         train, test = np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64)
@@ -66,7 +75,7 @@ def region_majority_predictions(
             region: majority_class(labels[train][regions[train] == region], num_classes)
             for region in set(regions[train])
         }
-        predicted[test] = [by_region.get(region, overall) for region in regions[test]]
+        predicted[test] = [by_region.get(region, overall) for region in tested[test]]
     untested = np.flatnonzero(predicted < 0)
     if untested.size:
         raise ValueError(f"rows {untested.tolist()[:5]} are in no fold's test set")
@@ -74,8 +83,12 @@ def region_majority_predictions(
 
 
 def annotation_only_scores(
-    labels: ArrayLike, regions: ArrayLike, folds: Folds, num_classes: int
+    labels: ArrayLike,
+    regions: ArrayLike,
+    folds: Folds,
+    num_classes: int,
+    test_regions: ArrayLike | None = None,
 ) -> dict[str, float | int]:
     """Pooled `uf1`, `uar`, `acc` of `region_majority_predictions`, and `clips`."""
-    predicted = region_majority_predictions(labels, regions, folds, num_classes)
+    predicted = region_majority_predictions(labels, regions, folds, num_classes, test_regions)
     return {**pooled_metrics(np.asarray(labels), predicted, num_classes), "clips": len(predicted)}

@@ -182,12 +182,15 @@ def format_caveats(caveats: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def format_annotation_reference(reference: Mapping[str, Any], *, color: bool = False) -> str:
-    """One line: the pooled scores of predicting each clip from its annotated AU region alone
-    (see :mod:`mer.evaluation.annotation_only`), and the clips per region."""
+    """One line: the pooled scores of predicting each clip from its AU region alone (see
+    :mod:`mer.evaluation.annotation_only`; annotated, or with ``held_out_regions``
+    "predicted", the one its fold's AU detector chose), and the clips per region."""
     regions = ", ".join(f"{name} {count}" for name, count in reference["regions"].items())
+    predicted = reference.get("held_out_regions") == "predicted"
+    which = "predicted AU region" if predicted else "AU region"
     return (
-        f"Annotation-only reference (each clip: the training folds' majority class of its AU "
-        f"region, no pixels; {reference['clips']} clips): {_labelled(reference, color)}  "
+        f"Annotation-only reference (each clip: the training folds' majority class of its "
+        f"{which}, no pixels; {reference['clips']} clips): {_labelled(reference, color)}  "
         f"(regions: {regions})"
     )
 

@@ -2,10 +2,12 @@
 
 Both executors receive the clips, their labels and, for a family that trains on more than the
 classes (`ModelFamily.targets`), every clip's targets, of which a fold reads its training
-clips' rows. Both fill the same run folder: `folds/<subject>/` holds what `train_fold` writes
-(history, normalisation, weights, TensorBoard logs) and, written last, `fold_result.json`, whose
-presence marks a finished fold. A folder resumed with either executor reuses its finished folds,
-so a run can be started locally and finished on a cluster, or the other way round.
+clips' rows; with data.regions.aus=predicted, what a fold's AU detector needs
+(`mer.training.loso.PredictedRegions`). Both fill the same run folder: `folds/<subject>/` holds
+what `train_fold` writes (history, normalisation, weights, TensorBoard logs) and, written last,
+`fold_result.json`, whose presence marks a finished fold. A folder resumed with either executor
+reuses its finished folds, so a run can be started locally and finished on a cluster, or the
+other way round.
 
 - `local` (default): today's loop; Ctrl-C stops at the next batch.
 - `ray`: each fold is a Ray task with `run.ray_num_cpus` / `run.ray_num_gpus`. The clips are
@@ -39,6 +41,7 @@ from mer.training.loso import (
     FoldModels,
     FoldResult,
     InterruptGuard,
+    PredictedRegions,
     TrainingError,
     load_fold_result,
     make_deterministic,
@@ -60,6 +63,7 @@ class Executor(Protocol):
         config: ExperimentConfig,
         run_dir: Path,
         targets: np.ndarray | None = None,
+        regions: PredictedRegions | None = None,
     ) -> list[FoldResult]: ...
 
 
@@ -70,11 +74,13 @@ def run_loso(
     config: ExperimentConfig,
     run_dir: Path,
     targets: np.ndarray | None = None,
+    regions: PredictedRegions | None = None,
 ) -> list[FoldResult]:
     """Trains and predicts every fold, reusing folds a previous attempt completed: one after
     another in this process, or as Ray tasks, as `run.executor` says (see the module
-    docstring); `targets` as `train_fold` takes them. Returns the results in fold order."""
-    return make_executor(config).run(folds, streams, labels, config, run_dir, targets)
+    docstring); `targets` and `regions` as `train_fold` takes them. Returns the results in
+    fold order."""
+    return make_executor(config).run(folds, streams, labels, config, run_dir, targets, regions)
 
 
 def make_executor(config: ExperimentConfig) -> Executor:
@@ -150,11 +156,13 @@ class LocalExecutor:
         config: ExperimentConfig,
         run_dir: Path,
         targets: np.ndarray | None = None,
+        regions: PredictedRegions | None = None,
     ) -> list[FoldResult]:
         make_deterministic()
         results, remaining = reuse_finished(folds, run_dir)
         positions = {fold.subject: position for position, fold in enumerate(folds)}
         models = FoldModels()  # one compiled network for every fold trained here
+        detectors = FoldModels()  # and one AU detector (data.regions.aus=predicted)
         with InterruptGuard() as guard:
             for fold in remaining:
                 guard.check()
@@ -170,6 +178,8 @@ class LocalExecutor:
                     callbacks=[guard],
                     models=models,
                     targets=targets,
+                    regions=regions,
+                    detectors=detectors,
                 )
                 save_fold_result(result, fold_dir)
                 results[fold.subject] = result
@@ -191,16 +201,19 @@ def import_ray() -> Any:
 def _ray_fold_task(
     fold: Fold,
     streams: Sequence[Sequence[np.ndarray]],
-    supervision: tuple[np.ndarray, np.ndarray | None],
+    supervision: tuple[np.ndarray, np.ndarray | None, PredictedRegions | None],
     config: ExperimentConfig,
 ) -> tuple[FoldResult, dict[str, bytes]]:
     """One fold on a Ray worker: the local loop's determinism and seeding, a scratch fold
     folder, and the folder's files returned with the result (the driver writes them).
-    `supervision`: the labels and the family's targets (or None), one object in the store."""
+    `supervision`: the labels, the family's targets and the predicted regions' inputs (or
+    None each, as `train_fold` takes them), one object in the store."""
     make_deterministic()
-    labels, targets = supervision
+    labels, targets, regions = supervision
     with tempfile.TemporaryDirectory(prefix=f"mer-fold-{fold.subject}-") as scratch:
-        result = train_fold(fold, streams, labels, config, Path(scratch), targets=targets)
+        result = train_fold(
+            fold, streams, labels, config, Path(scratch), targets=targets, regions=regions
+        )
         files = {
             path.relative_to(scratch).as_posix(): path.read_bytes()
             for path in sorted(Path(scratch).rglob("*"))
@@ -230,6 +243,7 @@ class RayExecutor:
         config: ExperimentConfig,
         run_dir: Path,
         targets: np.ndarray | None = None,
+        regions: PredictedRegions | None = None,
     ) -> list[FoldResult]:
         ray = import_ray()
         results, remaining = reuse_finished(folds, run_dir)
@@ -238,7 +252,7 @@ class RayExecutor:
         started_here = self._connect(ray, config)
         try:
             self._run_remaining(
-                ray, folds, remaining, streams, labels, targets, config, run_dir, results
+                ray, folds, remaining, streams, labels, targets, config, run_dir, results, regions
             )
         finally:
             if started_here:
@@ -270,6 +284,7 @@ class RayExecutor:
         config: ExperimentConfig,
         run_dir: Path,
         results: dict[str, FoldResult],
+        regions: PredictedRegions | None = None,
     ) -> None:
         # workers use this process's Keras backend, whatever their environment says
         env_vars = {"KERAS_BACKEND": keras.backend.backend()}
@@ -282,7 +297,7 @@ class RayExecutor:
             runtime_env={"env_vars": env_vars},
         )
         shared_streams = ray.put(streams)  # once, read by every task without a copy
-        shared_supervision = ray.put((labels, targets))
+        shared_supervision = ray.put((labels, targets, regions))
         positions = {fold.subject: position for position, fold in enumerate(folds)}
         attempts = 1 + config.run.fold_retries
         running: dict[Any, tuple[Fold, int]] = {}  # task -> its fold, which attempt

@@ -5,7 +5,9 @@ number of epochs on the other subjects (optionally monitoring a validation split
 those training subjects), normalisation statistics come from the training clips only, and the
 final weights predict the held-out clips. A family's targets besides the classes (FMER's AUs)
 are read for the training and validation clips alone; a family that predicts AUs alone
-(`ModelFamily.predicts == "aus"`) trains on those and predicts per-AU probabilities.
+(`ModelFamily.predicts == "aus"`) trains on those and predicts per-AU probabilities. With
+data.regions.aus=predicted, each fold first trains an AU detector on its training clips, whose
+predictions for the held-out clips choose their au_regions crop (`choose_regions`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from mer.config import ConfigError, ExperimentConfig
 from mer.data.batches import ClipBatches, Normalizer, fit_normalizers
 from mer.data.export_flow import FLOW_INPUTS, flow_image_path
 from mer.data.inputs import input_specs
+from mer.data.regions import region_for_aus
 from mer.data.sheets import DataError
 from mer.io import natural_sort_key, write_atomically, write_json
 from mer.models import model_family
@@ -247,6 +250,60 @@ class FoldResult:
     history: dict[str, list[float]]
     seconds: float
     seed: int | None = None  # None: a fold of a run made before SEED_SCHEME (seed + index)
+    # data.regions.aus=predicted: per held-out clip, the AUs its fold's detector found and the
+    # region they chose; None otherwise
+    aus: list[list[int]] | None = None
+    regions: list[str] | None = None
+
+
+DETECTED = 0.5  # an AU is present at p >= 0.5 (as `mer.evaluation.metrics.au_f1_scores` scores)
+
+
+@dataclasses.dataclass
+class PredictedRegions:
+    """What the folds of a data.regions.aus=predicted run need to choose their held-out clips'
+    regions (`choose_regions`): the AU detector's config (`mer.config.region_detector_config`),
+    its input and targets for every clip (a fold reads its training clips' targets alone),
+    every clip's au_regions input for each region the rule can choose, and which of the run's
+    streams is au_regions."""
+
+    detector: ExperimentConfig
+    frames: list[np.ndarray]  # au_frames per clip
+    targets: np.ndarray  # (clips, AUs of detector.model.aus); NaN: a blank AU cell
+    crops: dict[str, list[np.ndarray]]  # region name -> au_regions input per clip
+    stream: int
+
+
+def choose_regions(
+    fold: Fold,
+    streams: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    regions: PredictedRegions,
+    fold_dir: Path,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    models: FoldModels | None = None,
+) -> tuple[list[Sequence[np.ndarray]], list[list[int]], list[str]]:
+    """Trains the fold's AU detector on its training clips (their AU cells are its targets;
+    weights and curves in `fold_dir/au_detector/`), predicts the held-out clips' AUs, and gives
+    each held-out clip the au_regions crop of the region its predicted AUs choose; the
+    training clips keep their own (annotated) regions. Returns the streams, and per held-out
+    clip its predicted AUs and region."""
+    detector = regions.detector
+    found = train_fold(
+        fold, [regions.frames], labels, detector, fold_dir / "au_detector", callbacks, models,
+        regions.targets,
+    )
+    aus = [
+        [code for code, p in zip(detector.model.aus, row, strict=True) if p >= DETECTED]
+        for row in found.probabilities
+    ]
+    names = [region_for_aus(clip, detector.model.aus).name for clip in aus]
+    crops = list(streams[regions.stream])
+    for row, name in zip(fold.test, names, strict=True):
+        crops[row] = regions.crops[name][row]
+    chosen = list(streams)
+    chosen[regions.stream] = crops
+    return chosen, aus, names
 
 
 class FoldModels:
@@ -291,6 +348,8 @@ def train_fold(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     models: FoldModels | None = None,
     targets: np.ndarray | None = None,
+    regions: PredictedRegions | None = None,
+    detectors: FoldModels | None = None,
 ) -> FoldResult:
     """Trains a model, fresh or reset (`models`), on the fold's training clips and predicts its
     held-out clips.
@@ -298,8 +357,19 @@ def train_fold(
     `callbacks` are added to fit and predict (the run's interrupt guard). `targets`: the
     family's per-clip targets besides the labels (`ModelFamily.targets`), of which the rows
     of the training and validation clips are read. The model is built, trained and run
-    inside the `train.distribution` scope (see `mer.training.distribution`).
+    inside the `train.distribution` scope (see `mer.training.distribution`). `regions`
+    (data.regions.aus=predicted): the held-out clips' au_regions crops are chosen first by the
+    fold's AU detector (`choose_regions`, its network reset from `detectors`), and the result
+    records their predicted AUs and regions.
     """
+    if regions is not None:
+        started = time.perf_counter()
+        streams, aus, names = choose_regions(
+            fold, streams, labels, regions, fold_dir, callbacks, detectors
+        )
+        result = train_fold(fold, streams, labels, config, fold_dir, callbacks, models, targets)
+        seconds = time.perf_counter() - started  # the detector's time too
+        return dataclasses.replace(result, seconds=seconds, aus=aus, regions=names)
     if config.train.distribution != "none":
         models = None  # its scope and devices are set up anew for each fold
     if models is None or models.model is None:
@@ -511,6 +581,7 @@ def save_fold_result(result: FoldResult, fold_dir: Path) -> None:
             "seconds": result.seconds,
             "seed": result.seed,
             "seed_scheme": None if result.seed is None else SEED_SCHEME,
+            **({} if result.regions is None else {"aus": result.aus, "regions": result.regions}),
         },
     )
 
@@ -534,6 +605,8 @@ def load_fold_result(fold: Fold, fold_dir: Path) -> FoldResult | None:
         stored["history"],
         stored["seconds"],
         stored.get("seed"),
+        stored.get("aus"),
+        stored.get("regions"),
     )
 
 
