@@ -2,7 +2,9 @@
 
 `final_model.keras` is the Keras model; `final_model.json` beside it holds the data config it
 was trained with (so `predict` runs exactly the training preprocessing), the class names, the
-fitted normalisers, one per input stream, and how it was trained.
+fitted normalisers, one per input stream, and how it was trained. A run with
+data.regions.aus=predicted saves its AU detector the same way beside it (`final_au_detector.keras`,
+whose side file lists its `aus`), loaded with the model as `Bundle.detector`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from mer.data.batches import Normalizer
 from mer.data.sheets import DataError
 from mer.data.sources import preprocessing_settings
 from mer.io import write_json
+from mer.models import model_family
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "final_model.keras"
+DETECTOR_FILE = "final_au_detector.keras"  # data.regions.aus=predicted: the region's AU detector
 
 
 @dataclasses.dataclass
@@ -37,6 +41,7 @@ class Bundle:
     classes: list[str]
     normalizers: list[Normalizer]  # one per input stream
     info: dict  # the whole JSON side file
+    detector: Bundle | None = None  # the AU detector saved beside it, if any (DETECTOR_FILE)
 
     @property
     def streams(self) -> int:
@@ -81,6 +86,7 @@ def save_bundle(
         raise ValueError(f"a saved model's file name must end in .keras, got {path}")
     if len(normalizers) != len(model.inputs):
         raise ValueError(f"{len(normalizers)} normalizers for {len(model.inputs)} model inputs")
+    predicts_aus = model_family(config.model.family).predicts == "aus"
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.keras")
     # The same layers in an uncompiled model: the optimizer state (twice the weights) is left out.
@@ -96,6 +102,8 @@ def save_bundle(
             "format": BUNDLE_FORMAT,
             "classes": list(config.data.classes),
             "family": config.model.family,
+            # an AU detector's outputs, in order (`model.aus`)
+            **({"aus": list(config.model.aus)} if predicts_aus else {}),
             "streams": len(normalizers),
             "input_shape": list(model.inputs[0].shape[1:]),
             "normalizers": [normalizer.to_dict() for normalizer in normalizers],
@@ -114,7 +122,8 @@ def save_bundle(
 
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
-    """Loads a saved model (a `.keras` file, or a run folder holding `final_model.keras`).
+    """Loads a saved model (a `.keras` file, or a run folder holding `final_model.keras`), and
+the AU detector saved beside a final model, if there is one.
 
     Raises:
         DataError: the model or its side file is missing or unreadable.
@@ -141,10 +150,13 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         model = keras.saving.load_model(path, compile=False)
     except (ValueError, OSError) as error:
         raise DataError(f"cannot load model {path}: {error}") from error
-    if len(model.inputs) != len(normalizers) or model.outputs[0].shape[-1] != len(classes):
+    outputs = len(info.get("aus", classes))  # an AU detector's outputs are its AUs
+    if len(model.inputs) != len(normalizers) or model.outputs[0].shape[-1] != outputs:
         raise DataError(
             f"{side} does not match {path.name}: {len(normalizers)} streams and "
-            f"{len(classes)} classes for a model with {len(model.inputs)} inputs and "
+            f"{outputs} outputs for a model with {len(model.inputs)} inputs and "
             f"{model.outputs[0].shape[-1]} outputs"
         )
-    return Bundle(model, data, classes, normalizers, info)
+    beside = path.with_name(DETECTOR_FILE)
+    detector = load_bundle(beside) if path.name == MODEL_FILE and beside.is_file() else None
+    return Bundle(model, data, classes, normalizers, info, detector)

@@ -258,7 +258,8 @@ def run_experiment(
         f" --folds {','.join(fold.subject for fold in selected)}" if only_folds else ""
     )
     try:
-        results = run_loso(selected, streams, labels, config, run_dir, targets, regions)
+        predicted = {} if regions is None else {"regions": regions}  # the annotated call as before
+        results = run_loso(selected, streams, labels, config, run_dir, targets, **predicted)
     except KeyboardInterrupt:
         print(
             f"\nInterrupted. Completed folds are kept in {run_dir / 'folds'}; resume with:\n"
@@ -308,6 +309,18 @@ def run_experiment(
 
         subjects = manifest["subject"].nunique()
         train_final_model(streams, labels, config, run_dir, subjects=subjects, targets=targets)
+        if regions is not None:  # and its AU detector, which chooses a new clip's region
+            from mer.bundle import DETECTOR_FILE
+
+            train_final_model(
+                [regions.frames],
+                labels,
+                regions.detector,
+                run_dir,
+                subjects=subjects,
+                targets=regions.targets,
+                file=DETECTOR_FILE,
+            )
     print(f"Results: {run_dir}")
     return run_dir
 

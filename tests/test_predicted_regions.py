@@ -1,5 +1,6 @@
 """data.regions.aus=predicted: the held-out clips' au_regions crop chosen by an AU detector
-trained in each fold on the training subjects, never by their own AU cells.
+trained in each fold on the training subjects, never by their own AU cells; the final model's
+own AU detector chooses a new clip's region in `python -m mer predict`.
 
 Fast: the config (values, errors, the detector's settings), the caveats, the annotation-only
 reference from predicted regions, `choose_regions` with its detector's predictions fixed, and
@@ -17,13 +18,15 @@ import pytest
 import tensorflow as tf
 
 import mer.training.loso as loso
+from mer.bundle import load_bundle
 from mer.caveats import ANNOTATED_AUS, ANNOTATED_WINDOW, run_caveats
-from mer.cli import run_script
+from mer.cli import main, run_script
 from mer.config import PROJECT_ROOT, ConfigError, load_config, region_detector_config
-from mer.data.regions import region_for_aus
+from mer.data.regions import detected_aus, region_for_aus
 from mer.data.sources import load_manifest, preprocess, preprocess_region_inputs, resolve_source
 from mer.data.synthetic import DemoSpec, generate_demo
 from mer.evaluation.annotation_only import region_majority_predictions
+from mer.inference.predict import clip_manifest, predict_streams, preprocess_clips
 from tests.test_end_to_end import FLAT_LAYERS, TINY_MODEL, as_arguments, workspace
 
 DUAL = PROJECT_ROOT / "config" / "dual_branch_au.yaml"
@@ -172,6 +175,7 @@ def test_a_tiny_predicted_run_records_its_regions(demo, tmp_path, capsys):
         "train.epochs=1",
         "train.batch_size=3",
         "run.tensorboard=false",
+        "train.final_model=true",
         *TINY_MODEL,
         *FLAT_LAYERS,
         "data.regions.aus=predicted",
@@ -182,10 +186,19 @@ def test_a_tiny_predicted_run_records_its_regions(demo, tmp_path, capsys):
     try:
         arguments = as_arguments(overrides)
         assert run_script("dual_branch_3dcnn_au", "dual_branch_au.yaml", "t", arguments) == 0
+        output = capsys.readouterr().out
+        (run_dir,) = (tmp_path / "runs").iterdir()
+        clip = root / "positive" / "sub01_positive_01.avi"
+        assert main(["predict", "--model", str(run_dir), str(clip), "--json"]) == 0
+        (record,) = json.loads(capsys.readouterr().out)
+        command = ["predict", "--model", str(run_dir), str(clip), "--json"]
+        assert main([*command, "--aus", record["predicted_aus"]]) == 0
+        (given,) = json.loads(capsys.readouterr().out)
+        bundle = load_bundle(run_dir)  # the detector beside the final model, run on the clip
+        own = bundle.detector
+        (expected,) = predict_streams(own, preprocess_clips(own, clip_manifest(bundle, [clip])))
     finally:
         tf.config.run_functions_eagerly(False)
-    output = capsys.readouterr().out
-    (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("dual_branch_3dcnn_au-") and "-annotated-window-" in run_dir.name
     assert "annotated-aus" not in run_dir.name and "[annotated-aus]" not in output
     assert "Regions: from predicted AUs: in each fold an AU detector" in output
@@ -212,3 +225,12 @@ def test_a_tiny_predicted_run_records_its_regions(demo, tmp_path, capsys):
         assert stored["regions"] == held_out["region"].tolist()
         history = json.loads((fold / "au_detector" / "history.json").read_text())
         assert list(history) == ["loss", "learning_rate"]
+    # the final model's AU detector, trained on every subject, chooses a new clip's region
+    side = json.loads((run_dir / "final_au_detector.json").read_text())
+    assert side["family"] == "au_detector"
+    assert side["aus"] == load_config(DUAL).data.regions.au_codes
+    assert "Final model's final_au_detector: training on all 6 clips of 2 subjects" in output
+    aus = [int(au) for au in record["predicted_aus"].split("+") if au]
+    assert aus == detected_aus(side["aus"], expected) and own.info == side
+    assert "predicted_aus" not in given  # --aus given: no detector
+    assert given["probabilities"] == record["probabilities"]  # its AUs chose the crop

@@ -79,6 +79,15 @@ class Landmarker(Protocol):
         ...
 
 
+DETECTED = 0.5  # an AU detector's AU is present at p >= 0.5 (as au_f1_scores scores it)
+
+
+def detected_aus(codes: Sequence[int], probabilities: Iterable[float]) -> list[int]:
+    """The AUs of `codes` whose predicted probability (in `codes` order) is at least DETECTED:
+    what data.regions.aus=predicted and `python -m mer predict` give the region rule."""
+    return [code for code, p in zip(codes, probabilities, strict=True) if p >= DETECTED]
+
+
 def region_for_aus(
     action_units: Iterable[int], au_codes: Iterable[int] = DEFAULT_AU_CODES
 ) -> RegionRule:

@@ -14,6 +14,11 @@ consecutive frames (the model's own frame count; for a flow model, the config's)
 the face changes most, each frame scored as the max_motion sampler scores it (`frame_changes`:
 the summed absolute grey-level difference from the previous frame). The span is then fed as an
 annotated one would be, with a warning naming it.
+
+A two-stream model's region crop follows `--aus`. Without it, a model trained with
+data.regions.aus=predicted and a final model has its own AU detector (`Bundle.detector`, trained
+on every subject), whose AUs (p >= 0.5) choose each clip's region as in the folds; any other
+two-stream model crops the whole face, with a warning.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from mer.data.frames import (
     read_frames,
 )
 from mer.data.inputs import input_types
+from mer.data.regions import detected_aus
 from mer.data.sheets import DataError
 from mer.data.sources import preprocess
 
@@ -222,6 +228,25 @@ def predict_streams(bundle: Bundle, streams: Sequence[Sequence[np.ndarray]]) -> 
     return np.asarray(bundle.model.predict(batches, verbose=0), dtype=np.float64)
 
 
+def with_predicted_aus(
+    bundle: Bundle, manifest: pd.DataFrame, cache_dir: str | Path | None = None
+) -> pd.DataFrame:
+    """`manifest` with each blank `aus` set to the AUs that the model's own AU detector
+    (`bundle.detector`) finds in the clip ("4+12"; "" for none, which crops the face).
+
+    Raises:
+        DataError: a clip cannot be preprocessed for the detector, named.
+    """
+    blank = manifest["aus"].isna().to_numpy()
+    detector = bundle.detector
+    streams = preprocess_clips(detector, manifest[blank], cache_dir)
+    probabilities = predict_streams(detector, streams)
+    found = ["+".join(map(str, detected_aus(detector.info["aus"], row))) for row in probabilities]
+    aus = np.array(manifest["aus"], dtype=object)
+    aus[blank] = found
+    return manifest.assign(aus=aus)
+
+
 def predict_clips(
     bundle: Bundle,
     clips: Sequence[str | Path],
@@ -232,12 +257,16 @@ def predict_clips(
     aus: str | None = None,
 ) -> pd.DataFrame:
     """One row per clip: clip, predicted, window, apex, spotted (see `clip_manifest`), then
-    prob_<class> per class.
+    prob_<class> per class; where the model's AU detector chose the region (no `aus`, see the
+    module docstring), then predicted_aus.
 
     Raises:
         DataError: a clip is missing or cannot be preprocessed, named.
     """
     manifest = clip_manifest(bundle, clips, onset=onset, offset=offset, apex=apex, aus=aus)
+    detected = aus is None and bundle.detector is not None
+    if detected:
+        manifest = with_predicted_aus(bundle, manifest)
     probabilities = predict_streams(bundle, preprocess_clips(bundle, manifest))
     table = pd.DataFrame(
         {
@@ -250,6 +279,8 @@ def predict_clips(
     )
     for index, name in enumerate(bundle.classes):
         table[f"prob_{name}"] = probabilities[:, index]
+    if detected:
+        table["predicted_aus"] = manifest["aus"]
     return table
 
 
@@ -292,10 +323,13 @@ def predict_command(arguments: argparse.Namespace) -> int:
                 "window": row["window"],
                 "apex": None if pd.isna(row["apex"]) else int(row["apex"]),
                 "spotted": bool(row["spotted"]),
+                **({"predicted_aus": row["predicted_aus"]} if "predicted_aus" in row else {}),
             }
             for _, row in table.iterrows()
         ]
         print(json.dumps(records, indent=2))
     else:
         print(format_table(table, bundle.classes))
+        for row in table.itertuples() if "predicted_aus" in table else ():
+            print(f"{row.clip}: AUs {row.predicted_aus or 'none'} (the model's AU detector)")
     return 0

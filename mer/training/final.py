@@ -2,7 +2,9 @@
 
 It is trained exactly as a fold (same epochs, schedule and batch size; its own seed), with the
 normalisation statistics measured on all clips, and saved with what `predict` needs. It is never
-evaluated here: the LOSO folds are the estimate of how it does on new subjects.
+evaluated here: the LOSO folds are the estimate of how it does on new subjects. A run with
+data.regions.aus=predicted trains its AU detector on every subject the same way, saved beside it
+(`final_au_detector.keras`), so that `predict` chooses a new clip's region as the folds did.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mer.training.distribution import distribution_scope, even_batches
 from mer.training.loso import (
     FiniteLossGuard,
     InterruptGuard,
+    TargetBatches,
     _fit_verbosity,
     build_model,
     final_model_seed,
@@ -40,8 +43,9 @@ def train_final_model(
     *,
     subjects: int,
     targets: np.ndarray | None = None,
+    file: str = MODEL_FILE,
 ) -> Path:
-    """Trains one model on every clip and saves it as `<run_dir>/final_model.keras` (+ .json).
+    """Trains one model on every clip and saves it as `<run_dir>/<file>` (+ .json).
 
     Args:
         streams: the uint8 clips, one list per model input.
@@ -50,15 +54,17 @@ def train_final_model(
         run_dir: the run folder.
         subjects: number of subjects trained on, recorded beside the model.
         targets: the family's per-clip targets besides the labels (`ModelFamily.targets`).
+        file: the model's file name (the AU detector's: `mer.bundle.DETECTOR_FILE`).
 
     Returns:
         The saved model's path. A run resumed after the final model was saved reuses it.
     """
-    path = run_dir / MODEL_FILE
+    path = run_dir / file
+    name = "Final model" if file == MODEL_FILE else f"Final model's {path.stem}"
     if path.is_file() and path.with_suffix(".json").is_file():
-        print(f"\nFinal model: saved earlier, reused ({path})", flush=True)
+        print(f"\n{name}: saved earlier, reused ({path})", flush=True)
         return path
-    print(f"\nFinal model: training on all {len(labels)} clips of {subjects} subjects", flush=True)
+    print(f"\n{name}: training on all {len(labels)} clips of {subjects} subjects", flush=True)
     started = time.perf_counter()
     keras.backend.clear_session()  # before the scope: it forgets the current distribution
     seed = final_model_seed(config.seed)  # a stream of its own, shared with no fold
@@ -84,7 +90,7 @@ def train_final_model(
         "history": curves,
     }
     save_bundle(path, model, config, normalizers, training)
-    print(f"Final model: {path}", flush=True)
+    print(f"{name}: {path}", flush=True)
     return path
 
 
@@ -111,6 +117,8 @@ def _fit(
         targets=targets,
     )
     batches = even_batches(batches, replicas, training=True)  # each device gets a share
+    if model_family(config.model.family).predicts == "aus":  # trains on the targets alone
+        batches = TargetBatches(batches)
     model = build_model(config)
     if model_family(config.model.family).fit is not None:
         return model, normalizers, fit_family(model, streams, labels, normalizers, config, seed)

@@ -31,7 +31,7 @@ from mer.config import ConfigError, ExperimentConfig
 from mer.data.batches import ClipBatches, Normalizer, fit_normalizers
 from mer.data.export_flow import FLOW_INPUTS, flow_image_path
 from mer.data.inputs import input_specs
-from mer.data.regions import region_for_aus
+from mer.data.regions import detected_aus, region_for_aus
 from mer.data.sheets import DataError
 from mer.io import natural_sort_key, write_atomically, write_json
 from mer.models import model_family
@@ -256,9 +256,6 @@ class FoldResult:
     regions: list[str] | None = None
 
 
-DETECTED = 0.5  # an AU is present at p >= 0.5 (as `mer.evaluation.metrics.au_f1_scores` scores)
-
-
 @dataclasses.dataclass
 class PredictedRegions:
     """What the folds of a data.regions.aus=predicted run need to choose their held-out clips'
@@ -293,10 +290,7 @@ def choose_regions(
         fold, [regions.frames], labels, detector, fold_dir / "au_detector", callbacks, models,
         regions.targets,
     )
-    aus = [
-        [code for code, p in zip(detector.model.aus, row, strict=True) if p >= DETECTED]
-        for row in found.probabilities
-    ]
+    aus = [detected_aus(detector.model.aus, row) for row in found.probabilities]
     names = [region_for_aus(clip, detector.model.aus).name for clip in aus]
     crops = list(streams[regions.stream])
     for row, name in zip(fold.test, names, strict=True):
