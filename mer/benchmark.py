@@ -4,7 +4,8 @@ Everything runs on synthetic data of the configured shape, so no dataset is need
 1. compute: training steps on batches already in memory (clips/s);
 2. pipeline: the same steps fed by `ClipBatches` from a preprocessing cache of random inputs of
    each input's shape and dtype (uint8 frames, float16 flow), as a real run is, and the ratio of
-   (2) to (1) (1.0: the input costs nothing);
+   (2) to (1) (1.0: the input costs nothing); and that epoch's batches built alone, with no
+   training (`input_clips_per_s`: what one process can feed a faster device);
 3. inference clips/s;
 4. the model's analytic forward GFLOPs per clip, the achieved training GFLOP/s and this
    machine's peak, a large float32 matmul timed in the same run. A training step costs the
@@ -48,6 +49,7 @@ KEYS = (
     "train_compute_clips_per_s",
     "train_pipeline_clips_per_s",
     "pipeline_ratio",
+    "input_clips_per_s",
     "infer_clips_per_s",
     "gflops_per_clip",
     "achieved_gflops",
@@ -131,6 +133,7 @@ def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int |
             cached, labels, classes, batch_size, normalizers, shuffle=True, seed=config.seed
         )
         pipeline = plan.clips / _timed(lambda: model.fit(batches, epochs=1, verbose=0))
+        feed = plan.clips / _timed(lambda: [batches[index] for index in range(len(batches))])
 
     prediction = RepeatedBatch(batch_inputs, None, plan.steps)
     model.predict(RepeatedBatch(batch_inputs, None, 1), verbose=0)  # trace
@@ -144,6 +147,7 @@ def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int |
         "train_compute_clips_per_s": round(compute, 2),
         "train_pipeline_clips_per_s": round(pipeline, 2),
         "pipeline_ratio": round(pipeline / compute, 3),
+        "input_clips_per_s": round(feed, 2),
         "infer_clips_per_s": round(infer, 2),
         "gflops_per_clip": round(gflops, 3),
         "achieved_gflops": round(train_gflops * compute, 1),
