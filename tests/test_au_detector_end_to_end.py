@@ -13,17 +13,18 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
 
 from mer.cli import main
 from mer.config import PROJECT_ROOT
-from mer.data.synthetic import DemoSpec, generate_demo
 from mer.evaluation.metrics import au_f1_scores
 from mer.evaluation.report import AU_SCORING
 from tests.test_dual_atme_end_to_end import _command, _last_path
 from tests.test_end_to_end import as_arguments, workspace
 
-pytestmark = pytest.mark.filterwarnings("ignore:Even though the `tf.config.experimental_run")
+pytestmark = [
+    pytest.mark.usefixtures("eager_keras_steps"),
+    pytest.mark.filterwarnings("ignore:Even though the `tf.config.experimental_run"),
+]
 CONFIG = str(PROJECT_ROOT / "config" / "demo_au_detector.yaml")
 AUS = [1, 2, 4, 5, 6, 12, 15]  # the demo preset's: those its sheet's cells hold
 TINY = [
@@ -34,23 +35,6 @@ TINY = [
     "train.batch_size=6",  # one step a fold (3 training clips)
     "run.tensorboard=false",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def eager_steps():
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """The 2-subject demo (6 clips, one per class and subject) and its sheet."""
-    root = tmp_path_factory.mktemp("au_detector")
-    sheet = generate_demo(
-        root / "demo", DemoSpec(subjects=2, clips_per_class=1, frames=16, size=96)
-    )
-    return root, sheet
 
 
 def _train(root, sheet, runs: str, *options: str, cache: str = "cache") -> str:
@@ -65,8 +49,8 @@ def _train(root, sheet, runs: str, *options: str, cache: str = "cache") -> str:
 
 
 @pytest.fixture(scope="module")
-def whole_run(demo):
-    root, sheet = demo
+def whole_run(two_subject_demo):
+    root, sheet = two_subject_demo
     output = _train(root, sheet, "whole")
     return _last_path(output, "Results: "), output
 
@@ -113,10 +97,10 @@ def test_tiny_loso_run_scores_each_au_from_the_saved_predictions(whole_run, tmp_
 
 
 @pytest.mark.slow
-def test_held_out_au_cells_reach_nothing_but_the_scores(demo, whole_run):
+def test_held_out_au_cells_reach_nothing_but_the_scores(two_subject_demo, whole_run):
     """Subject 1's AU cells rotated in a copy of the sheet (its own cache): the fold holding
     subject 1 out predicts it bit for bit as before."""
-    root, sheet = demo
+    root, sheet = two_subject_demo
     rows = pd.read_excel(sheet)
     held = rows.index[rows["Subject"].astype(str) == "1"]
     cells = rows.loc[held, "Action Units"].tolist()

@@ -17,20 +17,21 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
 
 from mer.bundle import load_bundle
 from mer.cli import main
 from mer.config import PROJECT_ROOT, load_config
 from mer.data.sources import preprocess
-from mer.data.synthetic import DemoSpec, generate_demo
 from mer.experiment import family_targets
 from mer.models.fmer import AU_CODES, AUBinaryCrossentropy
 from tests.test_dual_atme_end_to_end import CLASSES, _command, _last_path
 from tests.test_end_to_end import as_arguments, workspace
 
 # TensorFlow's note that tf.data functions are not run eagerly (batches come from a PyDataset)
-pytestmark = pytest.mark.filterwarnings("ignore:Even though the `tf.config.experimental_run")
+pytestmark = [
+    pytest.mark.usefixtures("eager_keras_steps"),
+    pytest.mark.filterwarnings("ignore:Even though the `tf.config.experimental_run"),
+]
 CONFIG = str(PROJECT_ROOT / "config" / "demo_fmer.yaml")
 TINY_FMER = [
     "data.fmer.alphas=[2.0]",  # the test factor alone
@@ -43,22 +44,6 @@ TINY_FMER = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def eager_steps():
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """The 2-subject demo (6 clips, one per class and subject) and its sheet."""
-    root = tmp_path_factory.mktemp("fmer")
-    sheet = generate_demo(root / "demo", DemoSpec(subjects=2, clips_per_class=1, frames=16,
-                                                  size=96))
-    return root, sheet
-
-
 def _train(root, sheet, runs: str, *options: str, cache: str = "cache") -> str:
     """`python -m mer train` of the tiny FMER demo preset; returns what it printed."""
     overrides = [f"data.root={root / 'demo'}", f"data.sheet={sheet}", *TINY_FMER,
@@ -67,9 +52,9 @@ def _train(root, sheet, runs: str, *options: str, cache: str = "cache") -> str:
 
 
 @pytest.fixture(scope="module")
-def whole_run(demo):
+def whole_run(two_subject_demo):
     """The reference: one whole LOSO run, with the final model."""
-    root, sheet = demo
+    root, sheet = two_subject_demo
     output = _train(root, sheet, "whole", "--set", "train.final_model=true")
     return _last_path(output, "Results: "), output
 
@@ -107,10 +92,10 @@ def test_tiny_loso_run_writes_every_output_and_trains_the_au_term(whole_run):
 
 
 @pytest.mark.slow
-def test_held_out_au_cells_reach_nothing(demo, whole_run):
+def test_held_out_au_cells_reach_nothing(two_subject_demo, whole_run):
     """Subject 1's AU cells rotated in a copy of the sheet (its own cache, so the inputs are
     made from that sheet): the fold holding subject 1 out predicts it bit for bit as before."""
-    root, sheet = demo
+    root, sheet = two_subject_demo
     rows = pd.read_excel(sheet)
     held = rows.index[rows["Subject"].astype(str) == "1"]
     cells = rows.loc[held, "Action Units"].tolist()
