@@ -258,8 +258,7 @@ def run_experiment(
         f" --folds {','.join(fold.subject for fold in selected)}" if only_folds else ""
     )
     try:
-        predicted = {} if regions is None else {"regions": regions}  # the annotated call as before
-        results = run_loso(selected, streams, labels, config, run_dir, targets, **predicted)
+        results = run_loso(selected, streams, labels, config, run_dir, targets, regions)
     except KeyboardInterrupt:
         print(
             f"\nInterrupted. Completed folds are kept in {run_dir / 'folds'}; resume with:\n"

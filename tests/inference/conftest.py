@@ -26,7 +26,7 @@ class TrainedRun:
     manifest: pd.DataFrame  # the run's manifest.csv
 
 
-def _untrained_folds(folds, streams, labels, config, run_dir, targets=None):
+def _untrained_folds(folds, streams, labels, config, run_dir, targets=None, regions=None):
     """Stands in for the LOSO training (covered by the end-to-end tests): fixed predictions."""
     random = np.random.default_rng(0)
     return [
