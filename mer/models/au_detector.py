@@ -20,10 +20,9 @@ from collections.abc import Sequence
 import keras
 
 from mer.config import ConfigError, ExperimentConfig, FamilyConfig
-from mer.models import ModelFamily
+from mer.models import ModelFamily, fmer
 from mer.models.fmer import (
     AU_CODES,
-    DEFAULTS,
     FRAMES_INPUT,
     AUBinaryCrossentropy,
     au_detector,
@@ -162,14 +161,7 @@ FAMILY = ModelFamily(
     config=AUDetectorConfig,
     build=_build,
     loss=lambda config: AUBinaryCrossentropy(from_logits=False),
-    train_defaults={
-        "epochs": DEFAULTS.epochs,
-        "batch_size": DEFAULTS.batch_size,
-        "learning_rate": DEFAULTS.learning_rate,
-        "decay_epochs": list(DEFAULTS.decay_epochs),
-        "decay_factor": DEFAULTS.decay_factor,
-        "class_weights": None,
-    },
+    train_defaults=fmer.FAMILY.train_defaults,  # FMER's training, class_weights None
     check=_check,
     not_applicable=NOT_APPLICABLE,
     targets=_targets,
