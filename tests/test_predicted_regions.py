@@ -194,6 +194,8 @@ def test_a_tiny_predicted_run_records_its_regions(demo, tmp_path, capsys):
         command = ["predict", "--model", str(run_dir), str(clip), "--json"]
         assert main([*command, "--aus", record["predicted_aus"]]) == 0
         (given,) = json.loads(capsys.readouterr().out)
+        assert main(["explain", "--model", str(run_dir), str(clip), "--out", str(tmp_path)]) == 0
+        explained = json.loads(capsys.readouterr().out)
         bundle = load_bundle(run_dir)  # the detector beside the final model, run on the clip
         own = bundle.detector
         (expected,) = predict_streams(own, preprocess_clips(own, clip_manifest(bundle, [clip])))
@@ -234,3 +236,7 @@ def test_a_tiny_predicted_run_records_its_regions(demo, tmp_path, capsys):
     assert aus == detected_aus(side["aus"], expected) and own.info == side
     assert "predicted_aus" not in given  # --aus given: no detector
     assert given["probabilities"] == record["probabilities"]  # its AUs chose the crop
+    # explain without --aus: the same detector's AUs choose the region it draws
+    assert explained["predicted_aus"] == record["predicted_aus"]
+    assert explained["region"] == region_for_aus(aus).name
+    assert explained["probabilities"] == pytest.approx(record["probabilities"], abs=1e-6)

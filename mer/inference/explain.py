@@ -47,7 +47,12 @@ from mer.bundle import Bundle, load_bundle
 from mer.config import ConfigError
 from mer.data.inputs import input_type, selected_frames
 from mer.data.inputs.au_regions import region_crops
-from mer.inference.predict import clip_manifest, predict_streams, preprocess_clips
+from mer.inference.predict import (
+    clip_manifest,
+    predict_streams,
+    preprocess_clips,
+    with_predicted_aus,
+)
 from mer.models import DEFAULT_FAMILY, model_family
 
 CONV_LAYERS = (keras.layers.Conv2D, keras.layers.Conv3D)
@@ -344,6 +349,7 @@ class Explanation:
     probabilities: dict[str, float]
     layers: list[str]
     region: str | None  # the AU region of a two-stream model
+    predicted_aus: str | None  # without `aus`: what the model's own AU detector found ("4+12")
     window: list[int] | None  # [onset, offset] the inputs came from (see predict.clip_manifest)
     apex: int | None  # the apex given for the flow inputs (None: data.flow.apex chose it)
     spotted: bool  # the window was found by spotting, not given
@@ -371,7 +377,8 @@ def explain_clip(
         bundle: the loaded model.
         clip: a video or a frame folder, preprocessed as in training.
         out_dir: where to write.
-        onset, offset, apex, aus: as for predict.
+        onset, offset, apex, aus: as for predict; without aus, a model with its own AU
+            detector (see predict) lets it choose the region.
         class_name: the class to explain; default the predicted one.
         layers: conv layers to explain; default one per input (see the module docstring).
 
@@ -388,6 +395,9 @@ def explain_clip(
         shapes = [tuple(tensor.shape[1:]) for tensor in bundle.model.inputs]
         raise ValueError(f"explain draws frame inputs or image inputs, not both: inputs {shapes}")
     manifest = clip_manifest(bundle, [clip], onset=onset, offset=offset, apex=apex, aus=aus)
+    detected = aus is None and bundle.detector is not None
+    if detected:
+        manifest = with_predicted_aus(bundle, manifest)
     streams = preprocess_clips(bundle, manifest)
     probabilities = predict_streams(bundle, streams)[0]
     predicted = bundle.classes[int(probabilities.argmax())]
@@ -414,7 +424,10 @@ def explain_clip(
     else:
         rows = _image_rows(bundle, streams, layers, maps)
     if region is not None:
-        title += f"; AU region {region} (white box)"
+        title += f"; AU region {region}"
+        if detected:
+            title += f", from AUs {manifest['aus'].iloc[0] or 'none'} (its AU detector)"
+        title += " (white box)"
     strip = out_dir / f"{name}_gradcam.png"
     _write_strip(strip, rows, title)
     row = manifest.iloc[0]
@@ -427,6 +440,7 @@ def explain_clip(
         },
         layers=layers,
         region=region,
+        predicted_aus=row["aus"] if detected else None,
         window=row["window"],
         apex=None if pd.isna(row["apex"]) else int(row["apex"]),
         spotted=bool(row["spotted"]),
