@@ -31,14 +31,19 @@ def _shown(path: Path) -> str:
 def write_architecture(config_path: str | Path, out_dir: str | Path, label: str = "") -> Path:
     """Builds the config's model and writes `architecture_<config name>.png` into out_dir."""
     from mer.evaluation.architecture import draw_architecture
+    from mer.models import model_family
     from mer.training.loso import build_model
 
     config_path = Path(config_path)
     config = load_config(config_path)
     model = build_model(config)
     inputs = ", ".join(f"{tensor.name} {tuple(tensor.shape[1:])}" for tensor in model.inputs)
+    if model_family(config.model.family).predicts == "aus":  # an AU detector
+        outputs = f"{model.outputs[0].shape[-1]} AUs"
+    else:
+        outputs = f"{len(config.data.classes)} classes"
     title = (
-        f"{label or config_path.stem}\ninputs {inputs}; {len(config.data.classes)} classes; "
+        f"{label or config_path.stem}\ninputs {inputs}; {outputs}; "
         f"{model.count_params():,} parameters\n(drawn by `python -m mer architecture` from "
         f"{_shown(config_path)})"
     )

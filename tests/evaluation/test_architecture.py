@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from mer.cli import main
+from mer.config import CONFIG_DIR
 from mer.evaluation.architecture import _boxes, describe, draw_architecture
 from mer.models.builders import build_mlsp_model
 from mer.models.dual_atme import build_dual_atme_model
@@ -56,3 +57,19 @@ def test_dual_atme_is_drawn_as_two_2d_branches(tmp_path, capsys):
     image = Image.open(tmp_path / "architecture_dual_atme.png")
     assert image.height > image.width > 500
     keras.backend.clear_session()
+
+
+def test_titles_count_an_au_detectors_outputs_as_aus(tmp_path, monkeypatch):
+    import mer.evaluation.architecture as architecture
+    from mer.figures import write_architecture
+
+    titles = []
+    monkeypatch.setattr(
+        architecture, "draw_architecture", lambda model, path, title: titles.append(title)
+    )
+    preset = tmp_path / "tiny_detector.yaml"
+    preset.write_text(f"base: {CONFIG_DIR}/au_detector.yaml\nmodel:\n  p3d_filters: 1\n")
+    write_architecture(preset, tmp_path)
+    write_architecture(CONFIG_DIR / "demo.yaml", tmp_path)
+    assert "; 9 AUs; " in titles[0] and "classes" not in titles[0]
+    assert "; 3 classes; " in titles[1]
