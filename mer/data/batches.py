@@ -139,6 +139,13 @@ class ClipBatches(keras.utils.PyDataset):
         seed: shuffling seed.
         targets: (clips, k) float32 targets of the second output, one row per clip; only
             with labels.
+        **kwargs: PyDataset's; by default 2 worker threads and a queue of 2 batches. With one
+            worker Keras's TensorFlow trainer feeds the batches through tf.data's autotuned
+            prefetch, whose new iterator stalled for about 2 s at the start of many epochs
+            (10x128x128x3 batches of 8 on 2 cores); its thread queue has no such stall, and
+            2 batches bound the memory it holds. The batches are the same either way, in the
+            same order: fit's default shuffle=True also shuffles the batch order each epoch
+            on both paths, from Python's `random`, which the run's seed sets.
     """
 
     def __init__(
@@ -154,7 +161,7 @@ class ClipBatches(keras.utils.PyDataset):
         targets: np.ndarray | None = None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**{"workers": 2, "max_queue_size": 2, **kwargs})
         lengths = {len(stream) for stream in streams}
         if len(lengths) != 1 or 0 in lengths:
             raise ValueError(

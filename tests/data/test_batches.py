@@ -62,6 +62,32 @@ def test_batches_cover_every_clip_once_per_epoch_deterministically():
     np.testing.assert_array_equal(again.order, first_order)
 
 
+
+def test_the_thread_queue_trains_on_the_batches_of_the_single_worker_path():
+    """2 worker threads by default (tf.data's prefetch, the one-worker path, stalls at epoch
+    starts): fit sees the same batches in the same order, so the weights come out equal."""
+    import keras
+
+    clips, labels = _clips(10), np.arange(10) % 3
+
+    def trained(**workers):
+        keras.utils.set_random_seed(3)
+        batches = ClipBatches(
+            [clips], labels, 3, 4, [Normalizer("scale")], shuffle=True, seed=5, **workers
+        )
+        model = keras.Sequential(
+            [keras.Input((4, 6, 6, 3)), keras.layers.Flatten(), keras.layers.Dense(3)]
+        )
+        model.compile(keras.optimizers.SGD(0.1), keras.losses.CategoricalCrossentropy(True))
+        model.fit(batches, epochs=3, verbose=0)
+        return batches, model.get_weights()
+
+    threaded, weights = trained()
+    assert (threaded.workers, threaded.max_queue_size) == (2, 2)
+    _, single = trained(workers=1)
+    for left, right in zip(weights, single, strict=True):
+        np.testing.assert_array_equal(left, right)
+
 def test_two_streams_and_prediction_batches():
     first, second = _clips(3), _clips(3)
     batches = ClipBatches([first, second], None, 3, 2, [Normalizer("scale")] * 2)
