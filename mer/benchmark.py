@@ -5,7 +5,8 @@ Everything runs on synthetic data of the configured shape, so no dataset is need
 2. pipeline: the same steps fed by `ClipBatches` from a preprocessing cache of random inputs of
    each input's shape and dtype (uint8 frames, float16 flow), as a real run is, and the ratio of
    (2) to (1) (1.0: the input costs nothing); and that epoch's batches built alone, with no
-   training (`input_clips_per_s`: what one process can feed a faster device);
+   training, by one thread (`input_clips_per_s`) and by `data.workers` threads at once
+   (`input_workers_clips_per_s`: what a run's thread queue can feed a faster device);
 3. inference clips/s;
 4. the model's analytic forward GFLOPs per clip, the achieved training GFLOP/s and this
    machine's peak, a large float32 matmul timed in the same run. A training step costs the
@@ -32,6 +33,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
@@ -50,6 +52,7 @@ KEYS = (
     "train_pipeline_clips_per_s",
     "pipeline_ratio",
     "input_clips_per_s",
+    "input_workers_clips_per_s",
     "infer_clips_per_s",
     "gflops_per_clip",
     "achieved_gflops",
@@ -130,10 +133,26 @@ def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int |
         labels = np.arange(plan.clips) % classes
         normalizers = fit_normalizers(config.data, cached)
         batches = ClipBatches(
-            cached, labels, classes, batch_size, normalizers, shuffle=True, seed=config.seed
+            cached,
+            labels,
+            classes,
+            batch_size,
+            normalizers,
+            shuffle=True,
+            seed=config.seed,
+            workers=config.data.workers,
         )
         pipeline = plan.clips / _timed(lambda: model.fit(batches, epochs=1, verbose=0))
-        feed = plan.clips / _timed(lambda: [batches[index] for index in range(len(batches))])
+        # one thread, then data.workers threads as Keras's thread queue runs them; in turn,
+        # 5 rounds (an epoch of the bench's clips takes well under a second), medians
+        def epoch(map_function) -> list:
+            return list(map_function(batches.__getitem__, range(len(batches))))
+
+        with ThreadPoolExecutor(config.data.workers) as pool:
+            rounds = np.array(
+                [(_timed(lambda: epoch(map)), _timed(lambda: epoch(pool.map))) for _ in range(5)]
+            )
+        feed, feed_threads = plan.clips / np.median(rounds, axis=0)
 
     prediction = RepeatedBatch(batch_inputs, None, plan.steps)
     model.predict(RepeatedBatch(batch_inputs, None, 1), verbose=0)  # trace
@@ -148,6 +167,7 @@ def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int |
         "train_pipeline_clips_per_s": round(pipeline, 2),
         "pipeline_ratio": round(pipeline / compute, 3),
         "input_clips_per_s": round(feed, 2),
+        "input_workers_clips_per_s": round(feed_threads, 2),
         "infer_clips_per_s": round(infer, 2),
         "gflops_per_clip": round(gflops, 3),
         "achieved_gflops": round(train_gflops * compute, 1),
@@ -173,6 +193,7 @@ def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int |
         "streams": len(specs),
         "batch_size": config.train.batch_size,
         "micro_batches": config.train.micro_batches,
+        "workers": config.data.workers,
         "parameters": model.count_params(),
         "quick": quick,
     }

@@ -179,6 +179,9 @@ class DataConfig:
     # [frames], plus au_regions when regions.enabled (the older spelling, still read)
     inputs: list[str] | None = None
     cache_dir: str = "data/cache"  # preprocessed clips, one entry per sample, input and settings
+    # threads building the next batches while the model trains (Keras's thread queue); the
+    # batches and their order do not depend on it, so results do not either
+    workers: int = 2
     demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)
     regions: RegionConfig = dataclasses.field(default_factory=RegionConfig)
     flow: FlowConfig = dataclasses.field(default_factory=FlowConfig)
@@ -474,6 +477,7 @@ def check_config(config: ExperimentConfig, *, classes_known: bool | None = None)
     positive = {
         "data.frames": config.data.frames,
         "data.size": config.data.size,
+        "data.workers": config.data.workers,
         "train.epochs": config.train.epochs,
         "train.batch_size": config.train.batch_size,
         "train.micro_batches": config.train.micro_batches,

@@ -48,19 +48,19 @@ def test_bench_prints_one_json_object_with_every_key(
     monkeypatch.setattr(sources, "preprocess", recorded_preprocess)
     saved = tmp_path / "tiny.json"
     arguments = ["bench", "--quick", "--clips", "6", "--save", str(saved), "--config", config]
-    for item in overrides + ["train.batch_size=2"]:
+    for item in overrides + ["train.batch_size=2", "data.workers=3"]:
         arguments += ["--set", item]
     assert main(arguments) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(KEYS) <= set(result)
-    for key in KEYS[:10]:
+    for key in KEYS[:11]:
         assert result[key] > 0, key
     assert result["backend"] == "tensorflow" and result["dtype"] == "float32"
     assert result["device"].startswith("cpu")
     assert result["cpu_isa"] in (*CPU_ISAS, "unknown")
     assert result["onednn_isa"] == (onednn_isa or "default (all the CPU has)")
     assert isinstance(result["tensorflow_onednn"], bool)
-    assert result["deterministic"] is True
+    assert result["deterministic"] is True and result["workers"] == 3
     assert result["convolution"] == convolution
     assert result["inputs"] == inputs and result["input_shape"] == inputs[0][1]
     assert timed == [[name for name, _ in inputs]]

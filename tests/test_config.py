@@ -31,6 +31,7 @@ def test_demo_preset_inherits_from_the_published_file():
         ("train.epochs=true", "train.epochs: expected int, got True"),
         ("model.cam=max", "model.cam: 'max' is not one of"),
         ("data.classes=[a]", "data.classes must be at least 2"),
+        ("data.workers=0", "data.workers must be at least 1, got 0"),
         ("train.class_weights=[1, 2]", "class_weights has 2 values for 3 classes"),
         ("noequals", "is not of the form key=value"),
     ],

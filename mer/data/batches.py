@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import mmap
+import threading
 from collections.abc import Sequence
 
 import keras
@@ -18,6 +19,20 @@ from mer.data.inputs import input_specs
 
 NORMALIZATIONS = ("per_clip", "temporal", "train_fold", "scale", "dataset_global", "none")
 MEASURED = ("train_fold", "dataset_global")  # the modes whose statistics come from clips
+
+
+_SCRATCH = threading.local()  # one float32 work array per thread that builds batches
+
+
+def _standard_deviation(values: np.ndarray, mean: np.float32) -> np.float32:
+    """`values.std()` to the last bit, given `values.mean()` (the same sums numpy's std
+    takes), computed in a work array kept per thread instead of a new temporary per call."""
+    scratch = getattr(_SCRATCH, "array", None)
+    if scratch is None or scratch.shape != values.shape:
+        scratch = _SCRATCH.array = np.empty(values.shape, np.float32)
+    np.subtract(values, mean, out=scratch)
+    np.square(scratch, out=scratch)
+    return np.sqrt(scratch.mean())
 
 
 class Normalizer:
@@ -76,18 +91,34 @@ class Normalizer:
         largest = max(float(np.asarray(clip).max()) for clip in clips)
         return cls("dataset_global", [mean], [max(largest - mean, 1e-6)])
 
-    def __call__(self, clip: np.ndarray) -> np.ndarray:
-        values = np.asarray(clip, dtype=np.float32)
+    def __call__(self, clip: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The float32 input of `clip`; with `out` (float32, the clip's shape), written there.
+
+        `out` is how a batch is built: each clip is normalised in place in its row of the
+        batch, the same operations on the same values (so the same floats) with no temporary
+        array. Temporaries cost more than their arithmetic here: once TensorFlow has set its
+        malloc trim threshold, each one is a fresh mapping whose pages fault in and whose
+        unmapping stops every thread of the process.
+        """
+        if out is None:
+            out = np.empty(clip.shape, np.float32)
+        np.copyto(out, clip, casting="unsafe")
         if self.mode == "none":
-            return values
+            return out
         if self.mode == "scale":
-            return values / np.float32(255.0)
-        if self.mode == "per_clip":
-            return (values - values.mean()) / (values.std() + np.float32(1e-6))
-        if self.mode == "temporal":
-            residual = values - values.mean(axis=0, keepdims=True)
-            return residual / (residual.std() + np.float32(1e-6))
-        return (values - self.mean) / self.std
+            out /= np.float32(255.0)
+        elif self.mode == "per_clip":
+            mean = out.mean()
+            deviation = _standard_deviation(out, mean)
+            out -= mean
+            out /= deviation + np.float32(1e-6)
+        elif self.mode == "temporal":
+            out -= out.mean(axis=0, keepdims=True)
+            out /= _standard_deviation(out, out.mean()) + np.float32(1e-6)
+        else:
+            out -= self.mean
+            out /= self.std
+        return out
 
     def to_dict(self) -> dict:
         """The parameters, as saved beside a model."""
@@ -124,6 +155,17 @@ def release_pages(clip: np.ndarray) -> None:
         base.madvise(mmap.MADV_DONTNEED)
 
 
+def queue_settings(batches: keras.utils.PyDataset) -> dict:
+    """The thread-queue settings of `batches`, for a PyDataset that wraps it: Keras reads
+    them from the dataset it is given, so a wrapper made with PyDataset's defaults (one
+    worker) would leave the wrapped batches on tf.data's prefetch."""
+    return {
+        "workers": batches.workers,
+        "use_multiprocessing": batches.use_multiprocessing,
+        "max_queue_size": batches.max_queue_size,
+    }
+
+
 class ClipBatches(keras.utils.PyDataset):
     """Batches of (clips, one-hot labels), built from uint8 arrays one batch at a time; with
     `targets`, of (clips, (one-hot labels, targets)), for a model whose second output trains
@@ -139,13 +181,13 @@ class ClipBatches(keras.utils.PyDataset):
         seed: shuffling seed.
         targets: (clips, k) float32 targets of the second output, one row per clip; only
             with labels.
-        **kwargs: PyDataset's; by default 2 worker threads and a queue of 2 batches. With one
-            worker Keras's TensorFlow trainer feeds the batches through tf.data's autotuned
+        workers: threads that build the next batches while the model trains, through Keras's
+            thread queue, which holds at most 2 batches. With 1 (PyDataset's default) there is
+            no queue: Keras's TensorFlow trainer builds the batches in tf.data's autotuned
             prefetch, whose new iterator stalled for about 2 s at the start of many epochs
-            (10x128x128x3 batches of 8 on 2 cores); its thread queue has no such stall, and
-            2 batches bound the memory it holds. The batches are the same either way, in the
-            same order: fit's default shuffle=True also shuffles the batch order each epoch
-            on both paths, from Python's `random`, which the run's seed sets.
+            (10x128x128x3 batches of 8 on 2 cores). The batches are the same for any `workers`,
+            in the same order: fit's default shuffle=True also shuffles the batch order each
+            epoch, from Python's `random`, which the run's seed sets.
     """
 
     def __init__(
@@ -159,9 +201,11 @@ class ClipBatches(keras.utils.PyDataset):
         shuffle: bool = False,
         seed: int = 0,
         targets: np.ndarray | None = None,
-        **kwargs,
+        workers: int = 2,
     ):
-        super().__init__(**{"workers": 2, "max_queue_size": 2, **kwargs})
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers!r}")
+        super().__init__(workers=workers, max_queue_size=2)
         lengths = {len(stream) for stream in streams}
         if len(lengths) != 1 or 0 in lengths:
             raise ValueError(
@@ -193,10 +237,12 @@ class ClipBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        inputs = [
-            np.stack([normalizer(stream[item]) for item in chosen])
-            for stream, normalizer in zip(self.streams, self.normalizers, strict=True)
-        ]  # each (batch, frames, height, width, channels) float32
+        inputs = []  # each (batch, frames, height, width, channels) float32
+        for stream, normalizer in zip(self.streams, self.normalizers, strict=True):
+            batch = np.empty((len(chosen), *stream[chosen[0]].shape), np.float32)
+            for row, item in zip(batch, chosen, strict=True):
+                normalizer(stream[item], out=row)
+            inputs.append(batch)
         for stream in self.streams:
             for item in chosen:
                 release_pages(stream[item])

@@ -115,6 +115,7 @@ def _fit(
         shuffle=True,
         seed=seed,
         targets=targets,
+        workers=config.data.workers,
     )
     batches = even_batches(batches, replicas, training=True)  # each device gets a share
     if model_family(config.model.family).predicts == "aus":  # trains on the targets alone

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mer.config import ConfigError, ExperimentConfig
-from mer.data.batches import ClipBatches, Normalizer, fit_normalizers
+from mer.data.batches import ClipBatches, Normalizer, fit_normalizers, queue_settings
 from mer.data.export_flow import FLOW_INPUTS, flow_image_path
 from mer.data.inputs import input_specs
 from mer.data.regions import detected_aus, region_for_aus
@@ -410,6 +410,7 @@ def _fit_and_predict(
         shuffle=True,
         seed=seed,
         targets=targets_of(fold.train),
+        workers=config.data.workers,
     )
     validation = None
     test_streams = pick(fold.test)
@@ -424,6 +425,7 @@ def _fit_and_predict(
             config.train.batch_size,
             normalizers,
             targets=unknown,
+            workers=config.data.workers,
         )
     elif len(fold.validation):
         validation = ClipBatches(
@@ -433,6 +435,7 @@ def _fit_and_predict(
             config.train.batch_size,
             normalizers,
             targets=targets_of(fold.validation),
+            workers=config.data.workers,
         )
     batches = even_batches(batches, replicas, training=True)  # each device gets a share
     if validation is not None:
@@ -446,7 +449,14 @@ def _fit_and_predict(
         curves = fit_family(model, train_streams, labels[fold.train], normalizers, config, seed)
     else:
         curves = _fit_keras(model, batches, validation, config, fold, fold_dir, callbacks)
-    test_batches = ClipBatches(test_streams, None, classes, config.train.batch_size, normalizers)
+    test_batches = ClipBatches(
+        test_streams,
+        None,
+        classes,
+        config.train.batch_size,
+        normalizers,
+        workers=config.data.workers,
+    )
     test_batches = even_batches(test_batches, replicas)  # may repeat clips at the end: cut
     probabilities = class_probabilities(
         model.predict(test_batches, verbose=0, callbacks=list(callbacks))
@@ -468,7 +478,7 @@ class TargetBatches(keras.utils.PyDataset):
     family whose only output trains on its targets (`ModelFamily.predicts == "aus"`)."""
 
     def __init__(self, batches: keras.utils.PyDataset):
-        super().__init__()
+        super().__init__(**queue_settings(batches))
         self.batches = batches
 
     def __len__(self) -> int:

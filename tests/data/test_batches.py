@@ -29,6 +29,36 @@ def test_normalizer_modes():
     np.testing.assert_allclose(Normalizer("scale")(clip), clip / 255, rtol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["none", "scale", "per_clip", "temporal", "train_fold",
+                                  "dataset_global"])
+def test_batch_rows_are_the_plain_numpy_formulas_float_for_float(mode):
+    """Batches are normalised in place, row by row: the same floats as the formulas written
+    out on a float32 copy (so runs and saved results do not move)."""
+    clips = _clips(5, frames=6, size=41)  # long sums: any other order shows
+    normalizer = Normalizer.fit(mode, clips)
+
+    def plain(clip):
+        values = clip.astype(np.float32)
+        if mode == "scale":
+            return values / np.float32(255)
+        if mode == "per_clip":
+            return (values - values.mean()) / (values.std() + np.float32(1e-6))
+        if mode == "temporal":
+            residual = values - values.mean(axis=0, keepdims=True)
+            return residual / (residual.std() + np.float32(1e-6))
+        if mode == "none":
+            return values
+        return (values - normalizer.mean) / normalizer.std
+
+    (batch,) = ClipBatches([clips], None, 3, 5, [normalizer])[0]
+    for clip, row in zip(clips, batch, strict=True):
+        np.testing.assert_array_equal(row, plain(clip))
+        np.testing.assert_array_equal(normalizer(clip), row)
+    flow = RANDOM.standard_normal((7, 7, 3)).astype(np.float16)
+    if mode == "none":  # flow is stored as float16
+        np.testing.assert_array_equal(normalizer(flow), flow.astype(np.float32))
+
+
 def test_train_fold_statistics_come_from_the_given_clips_only():
     training = _clips(5)
     normalizer = Normalizer.fit("train_fold", training)
@@ -65,7 +95,8 @@ def test_batches_cover_every_clip_once_per_epoch_deterministically():
 
 def test_the_thread_queue_trains_on_the_batches_of_the_single_worker_path():
     """2 worker threads by default (tf.data's prefetch, the one-worker path, stalls at epoch
-    starts): fit sees the same batches in the same order, so the weights come out equal."""
+    starts), more on request (data.workers): fit sees the same batches in the same order, so
+    the weights come out equal."""
     import keras
 
     clips, labels = _clips(10), np.arange(10) % 3
@@ -84,9 +115,29 @@ def test_the_thread_queue_trains_on_the_batches_of_the_single_worker_path():
 
     threaded, weights = trained()
     assert (threaded.workers, threaded.max_queue_size) == (2, 2)
-    _, single = trained(workers=1)
-    for left, right in zip(weights, single, strict=True):
-        np.testing.assert_array_equal(left, right)
+    for workers in (1, 3):
+        _, other = trained(workers=workers)
+        for left, right in zip(weights, other, strict=True):
+            np.testing.assert_array_equal(left, right)
+    with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
+        ClipBatches([clips], labels, 3, 4, [Normalizer("scale")], workers=0)
+
+
+def test_wrapped_batches_keep_their_thread_queue():
+    """Keras reads the queue settings from the dataset fit is given: the wrappers for
+    AU-only targets and for even device shares pass the wrapped batches' on."""
+    from mer.training.distribution import even_batches
+    from mer.training.loso import TargetBatches
+
+    clips, labels = _clips(6), np.arange(6) % 3
+    targets = np.zeros((6, 2), np.float32)
+    batches = ClipBatches([clips], labels, 3, 4, [Normalizer("scale")], targets=targets,
+                          workers=3)
+    for wrapped in (TargetBatches(batches), even_batches(batches, 2, training=True)):
+        assert (wrapped.workers, wrapped.use_multiprocessing, wrapped.max_queue_size) == (
+            3, False, 2
+        )
+
 
 def test_two_streams_and_prediction_batches():
     first, second = _clips(3), _clips(3)
