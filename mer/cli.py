@@ -106,7 +106,8 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
-RESUME_MAY_CHANGE = ("run", "train.verbose")  # where a run writes and what fit prints
+# where a run writes, what fit prints and how many threads feed it: none changes a result
+RESUME_MAY_CHANGE = ("run", "train.verbose", "data.workers")
 
 
 def check_resumable(stored: ExperimentConfig, config: ExperimentConfig) -> None:
@@ -121,7 +122,7 @@ def check_resumable(stored: ExperimentConfig, config: ExperimentConfig) -> None:
         changes = "; ".join(f"{key} {old!r} -> {new!r}" for key, old, new in differences)
         raise ConfigError(
             f"--resume continues the run as it was configured, but the overrides change {changes}; "
-            "drop them, or start a new run (only run.* and train.verbose may change)"
+            "drop them, or start a new run (only run.*, train.verbose and data.workers may change)"
         )
 
 
