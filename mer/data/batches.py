@@ -95,10 +95,10 @@ class Normalizer:
         """The float32 input of `clip`; with `out` (float32, the clip's shape), written there.
 
         `out` is how a batch is built: each clip is normalised in place in its row of the
-        batch, the same operations on the same values (so the same floats) with no temporary
-        array. Temporaries cost more than their arithmetic here: once TensorFlow has set its
-        malloc trim threshold, each one is a fresh mapping whose pages fault in and whose
-        unmapping stops every thread of the process.
+        batch, the same operations on the same values (so the same floats) with no clip-sized
+        temporary. Temporaries cost more than their arithmetic here: once TensorFlow has set
+        its malloc trim threshold, each one is a fresh mapping, whose pages fault in and whose
+        unmapping flushes the other threads' TLBs.
         """
         if out is None:
             out = np.empty(clip.shape, np.float32)
