@@ -21,10 +21,7 @@ from mer.evaluation.report import AU_SCORING
 from tests.test_dual_atme_end_to_end import _command, _last_path
 from tests.test_end_to_end import as_arguments, workspace
 
-pytestmark = [
-    pytest.mark.usefixtures("eager_keras_steps"),
-    pytest.mark.filterwarnings("ignore:Even though the `tf.config.experimental_run"),
-]
+pytestmark = pytest.mark.usefixtures("eager_keras_steps")
 CONFIG = str(PROJECT_ROOT / "config" / "demo_au_detector.yaml")
 AUS = [1, 2, 4, 5, 6, 12, 15]  # the demo preset's: those its sheet's cells hold
 TINY = [

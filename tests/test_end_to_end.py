@@ -3,7 +3,10 @@
 The tiny MLSP network (attention, GRU, MSMH) costs most of a run on TensorFlow: tracing its
 training step takes seconds on 2 cores, a flat network's a fraction of that. So the first test
 trains the tiny MLSP network; the tests of protocols, layouts and errors, whose subject is the
-pipeline around the network, train a flat one (FLAT).
+pipeline around the network, train a flat one (FLAT). Keras's steps run eagerly here
+(`eager_keras_steps`): at these sizes tracing costs more than the few steps it would speed up
+(this file took 21 s of CPU instead of 28 s on 2 cores); the demos, tests/test_golden.py and
+tests/test_resume.py train in graph mode, as runs do.
 """
 
 import errno
@@ -18,6 +21,8 @@ from mer.cli import main, run_script
 from mer.config import load_config
 from mer.data.sources import preprocess
 from tests.data.replicas import class_folder_dataset
+
+pytestmark = pytest.mark.usefixtures("eager_keras_steps")
 
 TINY_MODEL = [
     "model.branch_filters=4",

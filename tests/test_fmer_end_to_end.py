@@ -27,11 +27,7 @@ from mer.models.fmer import AU_CODES, AUBinaryCrossentropy
 from tests.test_dual_atme_end_to_end import CLASSES, _command, _last_path
 from tests.test_end_to_end import as_arguments, workspace
 
-# TensorFlow's note that tf.data functions are not run eagerly (batches come from a PyDataset)
-pytestmark = [
-    pytest.mark.usefixtures("eager_keras_steps"),
-    pytest.mark.filterwarnings("ignore:Even though the `tf.config.experimental_run"),
-]
+pytestmark = pytest.mark.usefixtures("eager_keras_steps")
 CONFIG = str(PROJECT_ROOT / "config" / "demo_fmer.yaml")
 TINY_FMER = [
     "data.fmer.alphas=[2.0]",  # the test factor alone

@@ -13,7 +13,7 @@ move under the label permutation, and DOES move under the AU permutation: its se
 cropped where the test clip's annotated AUs point. That is the published method, labelled
 `annotated-aus` on every output (`mer.caveats`); this test shows the audit sees it. With
 data.regions.aus=predicted (a tiny AU detector, trained in the fold on sub01 alone, chooses
-sub02's regions; its steps run eagerly: tracing P3D takes half a minute) it must not move under
+sub02's regions) it must not move under
 the AU permutation (the label permutation is left out there: the class model's path is the
 regions model's, and the detector trains on AU cells alone; each run costs ~20 s).
 
@@ -22,14 +22,15 @@ output (`mer.caveats.run_caveats`): `eval.protocol=paper` (the epoch is chosen o
 subject; tests/training/test_leakage.py sees it) and `data.normalization=dataset_global` (the
 normalisation statistics include the test subject).
 
-Each run gets its own preprocessing cache, so that a run sees only its own sheet.
+Each run gets its own preprocessing cache, so that a run sees only its own sheet. Keras's steps
+run eagerly (`eager_keras_steps`): tracing costs more than these few tiny steps (P3D's alone
+takes half a minute).
 """
 
 import json
 
 import cv2
 import pytest
-import tensorflow as tf
 
 from mer.cli import run_script
 from mer.data.synthetic import CLASS_NAMES, DemoSpec, render_clip
@@ -37,7 +38,10 @@ from tests.data.replicas import write_sheet
 from tests.test_end_to_end import TINY, as_arguments, workspace
 from tests.test_predicted_regions import tiny_detector
 
-pytestmark = pytest.mark.slow  # training runs through the entry points
+pytestmark = [
+    pytest.mark.slow,  # training runs through the entry points
+    pytest.mark.usefixtures("eager_keras_steps"),
+]
 
 HELD_OUT = "sub02"
 EMOTIONS = {"negative": "disgust", "positive": "happiness", "surprise": "surprise"}
@@ -101,11 +105,7 @@ def _held_out_probabilities(replica, tmp_path, model: str, name: str, rows: list
         *workspace(tmp_path / name),
     ]
     arguments = as_arguments(overrides) + ["--folds", HELD_OUT]
-    tf.config.run_functions_eagerly(model == "predicted")
-    try:
-        assert run_script(script, config, "test", arguments) == 0
-    finally:
-        tf.config.run_functions_eagerly(False)
+    assert run_script(script, config, "test", arguments) == 0
     (result,) = (tmp_path / name / "runs").glob(f"*/folds/{HELD_OUT}/fold_result.json")
     stored = json.loads(result.read_text())
     return {"test": stored["test"], "probabilities": stored["probabilities"]}
