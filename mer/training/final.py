@@ -28,6 +28,7 @@ from mer.training.loso import (
     TargetBatches,
     _fit_verbosity,
     build_model,
+    build_training_state,
     final_model_seed,
     fit_family,
     step_batch_size,
@@ -126,6 +127,7 @@ def _fit(
     schedule = step_decay(
         config.train.learning_rate, config.train.decay_epochs, config.train.decay_factor
     )
+    build_training_state(model, batches)
     history = model.fit(
         batches,
         epochs=config.train.epochs,

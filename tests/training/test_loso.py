@@ -18,6 +18,7 @@ from mer.training.loso import (
     InterruptGuard,
     TrainingError,
     build_model,
+    build_training_state,
     final_model_seed,
     fold_seed,
     loso_folds,
@@ -105,6 +106,51 @@ def test_micro_batches_give_the_same_update_as_the_whole_batch():
         np.testing.assert_allclose(whole, parts, rtol=1e-4, atol=1e-5)
     with pytest.raises(ConfigError, match="multiple of train.micro_batches"):
         load_config(None, ["train.batch_size=8", "train.micro_batches=3"])
+
+
+class _TracedDense(keras.layers.Dense):
+    """Counts the Python runs of its call: in graph mode, one per trace of a step."""
+
+    runs = 0
+
+    def call(self, inputs):
+        _TracedDense.runs += 1
+        return super().call(inputs)
+
+
+class _OneBatch(keras.utils.PyDataset):
+    def __init__(self):
+        super().__init__()
+        random = np.random.default_rng(0)
+        self.batch = (random.standard_normal((6, 5)).astype("float32"),
+                      np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2]])
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        return self.batch
+
+
+def test_the_training_step_is_traced_once_and_trains_the_same():
+    """Without build_training_state, Keras creates the optimiser's and metrics' variables in
+    the first traced step, which TensorFlow then traces a second time."""
+    weights, traces = [], []
+    for prepare in (True, False):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((5,)), _TracedDense(4), keras.layers.Dense(3)])
+        model.compile(optimizer="adam", loss=keras.losses.CategoricalCrossentropy(True),
+                      metrics=["accuracy"])
+        batches = _OneBatch()
+        if prepare:
+            build_training_state(model, batches)
+        _TracedDense.runs = 0
+        model.fit(batches, epochs=3, verbose=0)
+        traces.append(_TracedDense.runs)
+        weights.append(model.get_weights())
+    assert traces == [1, 2]
+    for prepared, lazy in zip(*weights, strict=True):
+        np.testing.assert_array_equal(prepared, lazy)
 
 
 def test_no_two_seeds_or_folds_share_a_random_stream():
