@@ -223,8 +223,9 @@ def build_training_state(model: keras.Model, batches: keras.utils.PyDataset) -> 
     6.8-7.0 s to its first step's end (3 interleaved rounds, 2-core Xeon, oneDNN limited to
     AVX2). It is the call Keras makes itself under a distribution strategy
     (`Trainer._symbolic_build`); the values are the same zeros, so results do not change
-    (the demo's fold probabilities came out bit-identical). Nothing to do for a model already
-    trained."""
+    (the demo's fold probabilities came out bit-identical). For a model already trained (the
+    folds after the first reuse it) Keras creates nothing; the one batch read for its shapes
+    is the only cost."""
     model._symbolic_build(data_batch=batches[0])
 
 
