@@ -8,7 +8,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from mer.benchmark import CPU_ISAS, KEYS, BenchPlan, cpu_isa
+from mer.benchmark import CPU_ISAS, KEYS, BenchPlan, build_epoch, cpu_isa
 from mer.cli import main
 from mer.data import sources
 from mer.data.sources import preprocess
@@ -68,6 +68,40 @@ def test_bench_prints_one_json_object_with_every_key(
     plot = tmp_path / "bench.png"
     assert main(["bench-plot", str(plot), str(saved), str(saved)]) == 0
     assert plot.stat().st_size > 0
+
+
+class _Batch:
+    """A stand-in batch that counts how many of its kind are alive."""
+
+    alive = 0
+    most_alive = 0
+
+    def __init__(self):
+        _Batch.alive += 1
+        _Batch.most_alive = max(_Batch.most_alive, _Batch.alive)
+
+    def __del__(self):
+        _Batch.alive -= 1
+
+
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, count):
+        super().__init__()
+        self.count, self.built = count, []
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, index):
+        self.built.append(index)
+        return _Batch()
+
+
+def test_the_input_feed_builds_every_batch_and_keeps_none():
+    batches = _Batches(20)
+    build_epoch(batches, map)
+    assert batches.built == list(range(20))
+    assert (_Batch.alive, _Batch.most_alive) == (0, 1)
 
 
 def test_cpu_isa_is_the_widest_flag():
