@@ -1,6 +1,8 @@
 """Normalisation and streamed batches."""
 
+import ctypes
 import os
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +192,32 @@ def test_read_clips_leave_resident_memory(tmp_path):
     assert _resident_mb() < before + 16  # the pages left this process (the file cache keeps them)
     assert int(clip[0, 0, 0]) == 7  # and read back as before
     release_pages(np.zeros(3))  # not a mapped file: nothing to do
+
+
+class _MallocInfo(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+@pytest.mark.skipif(
+    platform.libc_ver()[0] != "glibc", reason="glibc's allocator settings (CI runs on glibc)"
+)
+def test_batches_reuse_heap_memory_after_tensorflow_freezes_the_mmap_threshold():
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _MallocInfo
+    # What TensorFlow's generator dataset leaves when its first iterator starts: a 128 kB
+    # trim threshold, and with it the mmap threshold frozen at 128 kB.
+    libc.mallopt(-1, 128 * 1024)
+    libc.mallopt(-3, 128 * 1024)
+    clips = _clips(8, frames=4, size=64)  # a float32 batch of 8 is 1.5 MB
+    batches = ClipBatches([clips], np.arange(8) % 3, 3, 8, [Normalizer("none")])
+    mapped_before = libc.mallinfo2().hblkhd
+    inputs, _ = batches[0]
+    mapped = libc.mallinfo2().hblkhd - mapped_before
+    assert inputs.nbytes > 1024 * 1024
+    assert mapped < inputs.nbytes  # the batch came from the heap, not from a new mapping
+    np.testing.assert_array_equal(inputs, np.stack(clips).astype(np.float32))
 
 
 def test_dataset_global_is_the_published_scalar_mean_and_max():
