@@ -181,12 +181,14 @@ def keep_batch_memory() -> None:
     """Lets glibc reuse a freed batch's memory for the next batch instead of mapping it afresh.
 
     TensorFlow's generator dataset sets glibc's trim threshold (128 kB) when its first
-    iterator starts, and setting it also freezes the mmap threshold, at 128 kB: every batch
-    array then became a new mapping, faulted in page by page and unmapped when freed, and
-    one of the two input threads spent 130-150 ms of kernel time per batch (10x128x128x3
-    clips, batches of 8). Raising both thresholds keeps the memory in the heap. Called for
-    every batch, since the trim setting comes again with each new iterator; it costs about
-    half a microsecond. Does nothing off glibc.
+    iterator starts, and setting it also freezes the mmap threshold (128 kB in a fresh
+    process): every batch array then became a new mapping, faulted in page by page and
+    unmapped when freed, and in some epochs one of the two input threads spent 130-150 ms in
+    the kernel against 10-20 ms (8 batches of 8 clips of 10x128x128x3). Raising both
+    thresholds keeps the memory in the heap. Called for every batch, since TensorFlow's
+    setting (once a process, at its first generator iterator) may come after the first
+    batches are built, by a thread queue or another dataset; a call costs about half a
+    microsecond. Does nothing off glibc.
     """
     libc = _glibc()
     if libc is None:
