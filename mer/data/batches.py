@@ -160,8 +160,8 @@ def release_pages(clip: np.ndarray) -> None:
 
 
 # glibc's mallopt parameters (malloc.h) and the values that keep a batch's memory for the next.
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
 BATCH_MMAP_THRESHOLD = 64 * 2**20  # a float32 batch of 8x10x128x128x3 is 15.7 MB
 BATCH_TRIM_THRESHOLD = 256 * 2**20
 
@@ -193,8 +193,8 @@ def keep_batch_memory() -> None:
     libc = _glibc()
     if libc is None:
         return
-    libc.mallopt(_M_MMAP_THRESHOLD, BATCH_MMAP_THRESHOLD)
-    libc.mallopt(_M_TRIM_THRESHOLD, BATCH_TRIM_THRESHOLD)
+    libc.mallopt(M_MMAP_THRESHOLD, BATCH_MMAP_THRESHOLD)
+    libc.mallopt(M_TRIM_THRESHOLD, BATCH_TRIM_THRESHOLD)
 
 
 def queue_settings(batches: keras.utils.PyDataset) -> dict:

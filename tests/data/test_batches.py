@@ -2,13 +2,19 @@
 
 import ctypes
 import os
-import platform
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mer.data.batches import ClipBatches, Normalizer, release_pages
+from mer.data.batches import (
+    M_MMAP_THRESHOLD,
+    M_TRIM_THRESHOLD,
+    ClipBatches,
+    Normalizer,
+    _glibc,
+    release_pages,
+)
 
 RANDOM = np.random.default_rng(0)
 
@@ -200,16 +206,14 @@ class _MallocInfo(ctypes.Structure):
         "fordblks", "keepcost")]
 
 
-@pytest.mark.skipif(
-    platform.libc_ver()[0] != "glibc", reason="glibc's allocator settings (CI runs on glibc)"
-)
+@pytest.mark.skipif(_glibc() is None, reason="glibc's allocator settings (CI runs on glibc)")
 def test_batches_reuse_heap_memory_after_tensorflow_freezes_the_mmap_threshold():
-    libc = ctypes.CDLL("libc.so.6")
+    libc = _glibc()
     libc.mallinfo2.restype = _MallocInfo
     # What TensorFlow's generator dataset leaves when its first iterator starts: a 128 kB
     # trim threshold, and with it the mmap threshold frozen at 128 kB.
-    libc.mallopt(-1, 128 * 1024)
-    libc.mallopt(-3, 128 * 1024)
+    libc.mallopt(M_TRIM_THRESHOLD, 128 * 1024)
+    libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
     clips = _clips(8, frames=4, size=64)  # a float32 batch of 8 is 1.5 MB
     batches = ClipBatches([clips], np.arange(8) % 3, 3, 8, [Normalizer("none")])
     mapped_before = libc.mallinfo2().hblkhd
