@@ -104,8 +104,15 @@ class RepeatedBatch(keras.utils.PyDataset):
         return (self.inputs,) if self.targets is None else (self.inputs, self.targets)
 
 
-def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int | None = None):
-    """Runs every measurement for `config`'s model and input shape; returns the KEYS dict."""
+def run_benchmark(
+    config: ExperimentConfig,
+    *,
+    quick: bool = False,
+    clips: int | None = None,
+    profile: bool = False,
+):
+    """Runs every measurement for `config`'s model and input shape; returns the KEYS dict, and
+    with `profile` the op table of the compute steps under TensorFlow's profiler."""
     from mer.data.inputs import input_specs
     from mer.training.loso import build_model, make_deterministic, step_batch_size
 
@@ -128,6 +135,12 @@ def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int |
         lambda: model.fit(RepeatedBatch(batch_inputs, targets, plan.steps), epochs=1, verbose=0)
     )
     compute = plan.steps * batch_size / compute_seconds
+    if profile:
+        from mer.step_profile import profile_training
+
+        profiled = profile_training(
+            model, RepeatedBatch(batch_inputs, targets, plan.steps), plan.steps
+        )
 
     with tempfile.TemporaryDirectory(prefix="mer-bench-") as scratch:
         cached = _cached_clips(Path(scratch), plan.clips, specs, config.seed)
@@ -201,6 +214,7 @@ def run_benchmark(config: ExperimentConfig, *, quick: bool = False, clips: int |
         "workers": config.data.workers,
         "parameters": model.count_params(),
         "quick": quick,
+        **(profiled if profile else {}),
     }
 
 

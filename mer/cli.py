@@ -408,12 +408,21 @@ def bench_command(arguments: argparse.Namespace) -> int:
     """`python -m mer bench`: speed and memory on synthetic clips of the configured shape."""
     import json
 
+    import keras
+
     from mer.benchmark import run_benchmark
 
     path = resolve_path(arguments.config) if arguments.config else CONFIG_DIR / "me_model.yaml"
     config = load_config(path, arguments.overrides)
     family_named(config.model.family).check_applies("bench")
-    result = run_benchmark(config, quick=arguments.quick, clips=arguments.clips)
+    if arguments.profile and keras.backend.backend() != "tensorflow":
+        raise ConfigError(
+            "bench --profile reads TensorFlow's profiler: run it with KERAS_BACKEND=tensorflow, "
+            f"not {keras.backend.backend()}"
+        )
+    result = run_benchmark(
+        config, quick=arguments.quick, clips=arguments.clips, profile=arguments.profile
+    )
     print(json.dumps(result))
     if arguments.save:
         from mer.io import write_json
@@ -530,6 +539,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_overrides(bench)
     bench.add_argument("--clips", type=int, help="clips in the pipeline epoch (memory check)")
     bench.add_argument("--save", metavar="FILE.json", help="also write the result here")
+    bench.add_argument(
+        "--profile", action="store_true", help="also time each layer's ops (TensorFlow's profiler)"
+    )
     bench_plot = commands.add_parser("bench-plot", help="saved bench results as a bar plot")
     bench_plot.add_argument("out", help="the PNG to write")
     bench_plot.add_argument("results", nargs="+", help="JSON files written by bench --save")

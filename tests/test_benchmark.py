@@ -5,15 +5,17 @@ analytic FLOPs checked against TensorFlow's profiler and a count by hand."""
 import json
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
-from mer.benchmark import CPU_ISAS, KEYS, BenchPlan, build_epoch, cpu_isa
+from mer.benchmark import CPU_ISAS, KEYS, BenchPlan, RepeatedBatch, build_epoch, cpu_isa
 from mer.cli import main
 from mer.data import sources
 from mer.data.sources import preprocess
 from mer.models.builders import build_mlsp_model
 from mer.models.flops import forward_flops, training_flops
+from mer.step_profile import attribute_op, profile_training, summarize_ops
 from tests.test_end_to_end import TINY
 
 # 28x28 inputs, one Inception block (half the tracing of two), a tiny head: 4 MFLOP per clip
@@ -22,19 +24,20 @@ DUAL_ATME = ["data.flow.face_size=64", "model.inception_filters=[6]", "model.den
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("config", "overrides", "inputs", "onednn_isa", "convolution"),
+    ("config", "overrides", "inputs", "onednn_isa", "convolution", "profile"),
     [
         ("config/me_model.yaml", [*TINY, "model.convolution=stacked"], [["frames", [4, 16, 16, 3]]],
-         None, "stacked"),
+         None, "stacked", ["--profile"]),
         ("config/dual_atme.yaml", DUAL_ATME, [["flow", [28, 28, 3]], ["flow_puzzle", [28, 28, 3]]],
-         "AVX2", "plain"),
+         "AVX2", "plain", []),
     ],
 )
 def test_bench_prints_one_json_object_with_every_key(
-    config, overrides, inputs, onednn_isa, convolution, tmp_path, capsys, monkeypatch
+    config, overrides, inputs, onednn_isa, convolution, profile, tmp_path, capsys, monkeypatch
 ):
     """For each family; the preprocessing timed is that of the configured inputs; the oneDNN
-    ISA is the one ONEDNN_MAX_CPU_ISA names, if set; the form of the first convs is named."""
+    ISA is the one ONEDNN_MAX_CPU_ISA names, if set; the form of the first convs is named;
+    with --profile, the op table of the compute steps."""
     if onednn_isa:
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", onednn_isa)
     else:
@@ -48,6 +51,7 @@ def test_bench_prints_one_json_object_with_every_key(
     monkeypatch.setattr(sources, "preprocess", recorded_preprocess)
     saved = tmp_path / "tiny.json"
     arguments = ["bench", "--quick", "--clips", "6", "--save", str(saved), "--config", config]
+    arguments += profile
     for item in overrides + ["train.batch_size=2", "data.workers=3"]:
         arguments += ["--set", item]
     assert main(arguments) == 0
@@ -64,6 +68,8 @@ def test_bench_prints_one_json_object_with_every_key(
     assert result["convolution"] == convolution
     assert result["inputs"] == inputs and result["input_shape"] == inputs[0][1]
     assert timed == [[name for name, _ in inputs]]
+    parts = {(row["part"], row["pass"]) for row in result.get("step_profile", [])}
+    assert bool(profile) == ({("branch5_conv", "forward"), ("branch5_conv", "backward")} <= parts)
     assert json.loads(saved.read_text()) == result
     plot = tmp_path / "bench.png"
     assert main(["bench-plot", str(plot), str(saved), str(saved)]) == 0
@@ -168,3 +174,63 @@ def test_training_flops_of_a_small_model_by_hand():
     input_gradients = DENSE_MACS
     model = _conv_dense_model()
     assert training_flops(model) == 2 * (forward + weight_gradients + input_gradients)
+
+
+def test_profiled_ops_go_to_their_layer_and_pass():
+    layers = {"branch5_conv", "gru", "gru_1x"}
+    cases = {
+        "StatefulPartitionedCall/mlsp_1/branch5_conv_1/convolution:_MklNativeFusedConv3D": (
+            "branch5_conv", "forward", "_MklNativeFusedConv3D"),
+        "StatefulPartitionedCall/gradient_tape/mlsp_1/branch5_conv_1/Conv3D/"
+        "Conv3DBackpropFilterV2:_MklNativeConv3DBackpropFilterV2": (
+            "branch5_conv", "backward", "_MklNativeConv3DBackpropFilterV2"),
+        "StatefulPartitionedCall/mlsp_1/gru_1x/MatMul:MatMul": ("gru_1x", "forward", "MatMul"),
+        "StatefulPartitionedCall/adam/Sub_190:Sub": ("adam", "forward", "Sub"),
+        "StatefulPartitionedCall/compile_loss/weighted/Sum:Sum": ("compile_loss", "forward", "Sum"),
+        "StatefulPartitionedCall/gradient_tape/Tile_7:Tile": ("train_step", "backward", "Tile"),
+        "StatefulPartitionedCall/Square_2:Square": ("train_step", "forward", "Square"),
+    }
+    for name, expected in cases.items():
+        assert attribute_op(name, layers) == expected, name
+    for outside in ("ExecutorState::Process", "EagerExecute", "Iterator::Root::Prefetch"):
+        assert attribute_op(outside, layers) is None
+
+
+def test_the_op_table_is_largest_first_with_the_small_ops_in_one_row():
+    conv = "StatefulPartitionedCall/m/conv/Conv3D:Conv3D"
+    events = [(conv, 0.5), (conv, 0.4), ("StatefulPartitionedCall/m/dense/MatMul:MatMul", 0.096),
+              ("StatefulPartitionedCall/adam/Sub:Sub", 0.004), ("EagerExecute", 9.0)]
+    rows = summarize_ops(events, {"conv", "dense"}, steps=2)
+    assert [(row["part"], row["op"]) for row in rows] == [
+        ("conv", "Conv3D"), ("dense", "MatMul"), ("other", "below 0.5 % each"),
+    ]
+    assert [row["ms_per_step"] for row in rows] == [450.0, 48.0, 2.0]
+    assert [row["share"] for row in rows] == [0.9, 0.096, 0.004]
+    with pytest.raises(ValueError, match="no op of the training step"):
+        summarize_ops([("EagerExecute", 1.0)], {"conv"}, steps=1)
+
+
+@pytest.mark.slow
+def test_a_profiled_fit_times_each_layers_forward_and_weight_gradient_ops():
+    model = _conv_dense_model()
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(0)
+    batches = RepeatedBatch(
+        rng.standard_normal((2, 4, 8, 8, 2), dtype=np.float32), np.zeros((2, 5), np.float32), 3
+    )
+    model.fit(batches, epochs=1, verbose=0)  # traced before the profile, as bench does
+    result = profile_training(model, batches, 3)
+    rows = result["step_profile"]
+    conv = model.layers[1].name
+    assert {row["pass"] for row in rows if row["part"] == conv} >= {"forward", "backward"}
+    assert any("Conv3DBackpropFilter" in row["op"] for row in rows if row["part"] == conv)
+    assert abs(sum(row["share"] for row in rows) - 1) < 1e-3
+    assert all(row["share"] > 0 for row in rows) and result["profile_wall_ms_per_step"] > 0
+
+
+def test_profile_needs_tensorflow(monkeypatch, capsys):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert main(["bench", "--profile", "--quick"]) == 2
+    assert "bench --profile reads TensorFlow's profiler: run it with KERAS_BACKEND" in (
+        capsys.readouterr().err
+    )
