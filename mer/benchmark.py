@@ -1,7 +1,8 @@
 """`python -m mer bench`: how fast this machine trains, predicts and preprocesses, as one JSON.
 
 Everything runs on synthetic data of the configured shape, so no dataset is needed:
-1. compute: training steps on batches already in memory (clips/s);
+1. compute: training steps on batches already in memory, fed through the thread queue a run
+   uses (clips/s);
 2. pipeline: the same steps fed by `ClipBatches` from a preprocessing cache of random inputs of
    each input's shape and dtype (uint8 frames, float16 flow), as a real run is, and the ratio of
    (2) to (1) (1.0: the input costs nothing); and that epoch's batches built alone, with no
@@ -91,10 +92,15 @@ class BenchPlan:
 
 
 class RepeatedBatch(keras.utils.PyDataset):
-    """The same in-memory batch, `steps` times: training with no input cost at all."""
+    """The same in-memory batch, `steps` times: training with no input cost at all.
 
-    def __init__(self, inputs, targets, steps: int):
-        super().__init__()
+    Fed through Keras's thread queue (`workers`, as `ClipBatches` feeds a run), not tf.data's
+    autotuned prefetch, which Keras uses with one worker: its iterator stalled at the end of
+    `fit` in about a third of the epochs (4 of 12 on a 2-core Xeon, 0.6-0.8 s after the last of
+    6 steps), which halved some compute figures."""
+
+    def __init__(self, inputs, targets, steps: int, workers: int = 2):
+        super().__init__(workers=workers, max_queue_size=2)
         self.inputs, self.targets, self.steps = inputs, targets, steps
 
     def __len__(self) -> int:
@@ -130,17 +136,18 @@ def run_benchmark(
     batch_inputs = batch[0] if len(batch) == 1 else tuple(batch)
     targets = np.eye(classes, dtype=np.float32)[np.arange(batch_size) % classes]
 
-    model.fit(RepeatedBatch(batch_inputs, targets, 2), epochs=1, verbose=0)  # trace, warm up
-    compute_seconds = _timed(
-        lambda: model.fit(RepeatedBatch(batch_inputs, targets, plan.steps), epochs=1, verbose=0)
-    )
+    workers = config.data.workers
+
+    def repeated(steps: int, labelled: bool = True) -> RepeatedBatch:
+        return RepeatedBatch(batch_inputs, targets if labelled else None, steps, workers)
+
+    model.fit(repeated(2), epochs=1, verbose=0)  # trace, warm up
+    compute_seconds = _timed(lambda: model.fit(repeated(plan.steps), epochs=1, verbose=0))
     compute = plan.steps * batch_size / compute_seconds
     if profile:
         from mer.step_profile import profile_training
 
-        profiled = profile_training(
-            model, RepeatedBatch(batch_inputs, targets, plan.steps), plan.steps
-        )
+        profiled = profile_training(model, repeated(plan.steps), plan.steps)
 
     with tempfile.TemporaryDirectory(prefix="mer-bench-") as scratch:
         cached = _cached_clips(Path(scratch), plan.clips, specs, config.seed)
@@ -154,7 +161,7 @@ def run_benchmark(
             normalizers,
             shuffle=True,
             seed=config.seed,
-            workers=config.data.workers,
+            workers=workers,
         )
         pipeline = plan.clips / _timed(lambda: model.fit(batches, epochs=1, verbose=0))
         # one thread, then data.workers threads as Keras's thread queue runs them; in turn,
@@ -172,8 +179,8 @@ def run_benchmark(
             )
         feed, feed_threads = plan.clips / np.median(rounds[1:], axis=0)
 
-    prediction = RepeatedBatch(batch_inputs, None, plan.steps)
-    model.predict(RepeatedBatch(batch_inputs, None, 1), verbose=0)  # trace
+    prediction = repeated(plan.steps, labelled=False)
+    model.predict(repeated(1, labelled=False), verbose=0)  # trace
     infer = plan.steps * batch_size / _timed(lambda: model.predict(prediction, verbose=0))
 
     gflops = forward_flops(model) / 1e9
