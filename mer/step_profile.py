@@ -45,22 +45,35 @@ def attribute_op(event_name: str, layer_names: set[str]) -> tuple[str, str, str]
     return part, direction, op_type
 
 
-def summarize_ops(
-    events: list[tuple[str, float]], layer_names: set[str], steps: int, min_share: float = 0.005
-) -> list[dict]:
-    """Op time per (part, pass, op type), largest first; those under `min_share` of the summed
-    op time go together into one last `other` row. `events`: (event name, seconds)."""
+def op_totals(events: list[tuple[str, float]], layer_names: set[str]) -> collections.Counter:
+    """Seconds per (part, pass, op type) of the training step's ops. `events`: (event name,
+    seconds)."""
     totals: collections.Counter = collections.Counter()
     for name, seconds in events:
         key = attribute_op(name, layer_names)
         if key is not None:
             totals[key] += seconds
-    total = sum(totals.values())
-    if total == 0:
+    if not totals:
         raise ValueError(
             "the profile holds no op of the training step: is it compiled by XLA? "
             "(--set train.jit_compile=false)"
         )
+    return totals
+
+
+def part_shares(totals: collections.Counter) -> dict[str, float]:
+    """Each part's share of the summed op time (both passes, every op), largest first."""
+    parts: collections.Counter = collections.Counter()
+    for (part, _, _), seconds in totals.items():
+        parts[part] += seconds
+    total = sum(parts.values())
+    return {part: round(seconds / total, 4) for part, seconds in parts.most_common()}
+
+
+def summarize_ops(totals: collections.Counter, steps: int, min_share: float = 0.005) -> list[dict]:
+    """Op time per (part, pass, op type), largest first; those under `min_share` of the summed
+    op time go together into one last `other` row."""
+    total = sum(totals.values())
     rows, rest = [], 0.0
     for (part, direction, op_type), seconds in totals.most_common():
         if seconds / total < min_share:
@@ -103,8 +116,9 @@ def profile_training(model: keras.Model, batches: keras.utils.PyDataset, steps: 
         for line in plane.lines:
             events += [(names.get(event.metadata_id, ""), event.duration_ps / 1e12)
                        for event in line.events]
-    layer_names = {layer.name for layer in model.layers}
+    totals = op_totals(events, {layer.name for layer in model.layers})
     return {
         "profile_wall_ms_per_step": round(1000 * seconds / steps, 1),
-        "step_profile": summarize_ops(events, layer_names, steps),
+        "profile_parts": part_shares(totals),
+        "step_profile": summarize_ops(totals, steps),
     }

@@ -15,7 +15,7 @@ from mer.data import sources
 from mer.data.sources import preprocess
 from mer.models.builders import build_mlsp_model
 from mer.models.flops import forward_flops, training_flops
-from mer.step_profile import attribute_op, profile_training, summarize_ops
+from mer.step_profile import attribute_op, op_totals, part_shares, profile_training, summarize_ops
 from tests.test_end_to_end import TINY
 
 # 28x28 inputs, one Inception block (half the tracing of two), a tiny head: 4 MFLOP per clip
@@ -200,14 +200,16 @@ def test_the_op_table_is_largest_first_with_the_small_ops_in_one_row():
     conv = "StatefulPartitionedCall/m/conv/Conv3D:Conv3D"
     events = [(conv, 0.5), (conv, 0.4), ("StatefulPartitionedCall/m/dense/MatMul:MatMul", 0.096),
               ("StatefulPartitionedCall/adam/Sub:Sub", 0.004), ("EagerExecute", 9.0)]
-    rows = summarize_ops(events, {"conv", "dense"}, steps=2)
+    totals = op_totals(events, {"conv", "dense"})
+    rows = summarize_ops(totals, steps=2)
     assert [(row["part"], row["op"]) for row in rows] == [
         ("conv", "Conv3D"), ("dense", "MatMul"), ("other", "below 0.5 % each"),
     ]
     assert [row["ms_per_step"] for row in rows] == [450.0, 48.0, 2.0]
     assert [row["share"] for row in rows] == [0.9, 0.096, 0.004]
+    assert part_shares(totals) == {"conv": 0.9, "dense": 0.096, "adam": 0.004}
     with pytest.raises(ValueError, match="no op of the training step"):
-        summarize_ops([("EagerExecute", 1.0)], {"conv"}, steps=1)
+        op_totals([("EagerExecute", 1.0)], {"conv"})
 
 
 @pytest.mark.slow
@@ -225,6 +227,7 @@ def test_a_profiled_fit_times_each_layers_forward_and_weight_gradient_ops():
     assert {row["pass"] for row in rows if row["part"] == conv} >= {"forward", "backward"}
     assert any("Conv3DBackpropFilter" in row["op"] for row in rows if row["part"] == conv)
     assert abs(sum(row["share"] for row in rows) - 1) < 1e-3
+    assert abs(sum(result["profile_parts"].values()) - 1) < 1e-3 and conv in result["profile_parts"]
     assert all(row["share"] > 0 for row in rows) and result["profile_wall_ms_per_step"] > 0
 
 
