@@ -134,7 +134,9 @@ def run_benchmark(
 
     batch = [random.standard_normal((batch_size, *shape), dtype=np.float32) for shape in shapes]
     batch_inputs = batch[0] if len(batch) == 1 else tuple(batch)
-    targets = np.eye(classes, dtype=np.float32)[np.arange(batch_size) % classes]
+    labels = np.eye(classes, dtype=np.float32)[np.arange(batch_size) % classes]
+    second = second_output_targets(config, batch_size)
+    targets = labels if second is None else (labels, second)
 
     workers = config.data.workers
 
@@ -151,16 +153,16 @@ def run_benchmark(
 
     with tempfile.TemporaryDirectory(prefix="mer-bench-") as scratch:
         cached = _cached_clips(Path(scratch), plan.clips, specs, config.seed)
-        labels = np.arange(plan.clips) % classes
         normalizers = fit_normalizers(config.data, cached)
         batches = ClipBatches(
             cached,
-            labels,
+            np.arange(plan.clips) % classes,
             classes,
             batch_size,
             normalizers,
             shuffle=True,
             seed=config.seed,
+            targets=second_output_targets(config, plan.clips),
             workers=workers,
         )
         pipeline = plan.clips / _timed(lambda: model.fit(batches, epochs=1, verbose=0))
@@ -223,6 +225,15 @@ def run_benchmark(
         "quick": quick,
         **(profiled if profile else {}),
     }
+
+
+def second_output_targets(config: ExperimentConfig, count: int) -> np.ndarray | None:
+    """Targets of `count` clips for the second output of a family that has one (FMER's AU
+    logits: no AU active, every clip annotated), as a run makes them; None for the others."""
+    from mer.models import model_family
+
+    make = model_family(config.model.family).targets
+    return None if make is None else make([frozenset()] * count, config)
 
 
 def build_epoch(batches: keras.utils.PyDataset, map_function) -> None:

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mer.benchmark import CPU_ISAS, KEYS, BenchPlan, RepeatedBatch, build_epoch, cpu_isa
+from mer.benchmark import (
+    CPU_ISAS,
+    KEYS,
+    BenchPlan,
+    RepeatedBatch,
+    build_epoch,
+    cpu_isa,
+    second_output_targets,
+)
 from mer.cli import main
 from mer.data import sources
 from mer.data.sources import preprocess
@@ -17,6 +25,7 @@ from mer.models.builders import build_mlsp_model
 from mer.models.flops import forward_flops, training_flops
 from mer.step_profile import attribute_op, op_totals, part_shares, profile_training, summarize_ops
 from tests.test_end_to_end import TINY
+from tests.test_fmer_end_to_end import TINY_FMER
 
 # 28x28 inputs, one Inception block (half the tracing of two), a tiny head: 4 MFLOP per clip
 DUAL_ATME = ["data.flow.face_size=64", "model.inception_filters=[6]", "model.dense_units=8"]
@@ -237,3 +246,19 @@ def test_profile_needs_tensorflow(monkeypatch, capsys):
     assert "bench --profile reads TensorFlow's profiler: run it with KERAS_BACKEND" in (
         capsys.readouterr().err
     )
+
+
+def test_the_bench_trains_a_second_output_on_targets_of_its_width():
+    """FMER's AU logits get a target row per clip (the bench once fed them nothing, and
+    Keras refused the fit); a one-output family gets none."""
+    from mer.config import PROJECT_ROOT, load_config
+    from mer.data.inputs import input_specs
+    from mer.training.loso import build_model
+
+    fmer = load_config(PROJECT_ROOT / "config" / "fmer.yaml", TINY_FMER)
+    model = build_model(fmer, input_specs(fmer.data))
+    targets = second_output_targets(fmer, 5)
+    assert len(model.outputs) == 2 and targets.shape == (5, model.outputs[1].shape[-1])
+    assert not np.isnan(targets).any()  # every clip counts in the AU term
+    mlsp = load_config(PROJECT_ROOT / "config" / "me_model.yaml", TINY)
+    assert second_output_targets(mlsp, 5) is None
