@@ -78,8 +78,9 @@ def describe(layer) -> str:
         return f"{kind} {config['filters']}, {cube(config['kernel_size'])}"
     if kind in ("Dense", "GRU", "LSTM", "SimpleRNN"):
         return f"{kind} {config['units']}"
-    if "Pooling" in kind:
-        return f"{kind.replace('Pooling', 'Pool')} {cube(config['pool_size'])}"
+    if "Pooling" in kind:  # a global pooling has no size
+        sizes = f" {cube(config['pool_size'])}" if "pool_size" in config else ""
+        return kind.replace("Pooling", "Pool") + sizes
     if kind == "Dropout":
         return f"Dropout {config['rate']:g}"
     if kind == "LeakyReLU":
@@ -107,8 +108,11 @@ def describe(layer) -> str:
 
 
 def _shape(layer) -> str:
-    shape = tuple(layer.output.shape[1:])
-    return "(" + ", ".join(str(size) for size in shape) + ")"
+    """The layer's output shape without the batch; each output's, for a layer with several."""
+    outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
+    return " + ".join(
+        "(" + ", ".join(str(size) for size in tuple(output.shape[1:])) + ")" for output in outputs
+    )
 
 
 def layer_graph(model) -> tuple[list, dict[str, list[str]]]:

@@ -73,3 +73,27 @@ def test_titles_count_an_au_detectors_outputs_as_aus(tmp_path, monkeypatch):
     write_architecture(CONFIG_DIR / "demo.yaml", tmp_path)
     assert "; 9 AUs; " in titles[0] and "classes" not in titles[0]
     assert "; 3 classes; " in titles[1]
+
+
+def test_global_pooling_and_a_layer_of_two_outputs_are_drawn(tmp_path):
+    """FMER's graph splits its tokens in two (one layer, two outputs) and its AU detector ends
+    in a global pooling, which has no pool size: the figure names both."""
+    from mer.evaluation.architecture import _shape
+    from mer.figures import write_architecture
+
+    assert describe(keras.layers.GlobalMaxPooling1D()) == "GlobalMaxPool1D"
+    assert describe(keras.layers.MaxPooling3D(2)) == "MaxPool3D 2×2×2"
+    preset = tmp_path / "tiny_fmer.yaml"
+    preset.write_text(
+        f"base: {CONFIG_DIR}/fmer.yaml\ndata:\n  flow:\n    face_size: 32\n  fmer:\n"
+        "    alphas: [2.0]\n    au_size: 16\nmodel:\n  p3d_filters: 1\n"
+    )
+    image = write_architecture(preset, tmp_path)
+    assert Image.open(image).height > 500
+    from mer.config import load_config
+    from mer.training.loso import build_model
+
+    model = build_model(load_config(preset))
+    assert _shape(model.get_layer("graph_regions")) == "(10, 49) + (20, 49)"
+    assert describe(model.get_layer("p3d_pool")) == "GlobalAveragePool2D"
+    keras.backend.clear_session()
