@@ -29,7 +29,13 @@ from mer.caveats import (
     run_caveats,
     summary_entries,
 )
-from mer.config import ExperimentConfig, check_config, region_detector_config, resolve_path
+from mer.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_config,
+    region_detector_config,
+    resolve_path,
+)
 from mer.data.aus import au_numbers
 from mer.data.inputs import input_specs
 from mer.data.sheets import DataError
@@ -209,14 +215,15 @@ def run_experiment(
     manifest = manifest.iloc[prepared.rows].reset_index(drop=True)
     problems = pd.concat([found.problems, prepared.failures], ignore_index=True)
     skipped = problems[problems["excluded"].astype(bool)]
+    labels = np.array([config.data.classes.index(label) for label in manifest["label"]])
     if dry_run:
         print(
             f"Preprocessing: {len(manifest)} clips ready ({prepared.hits} from the cache), "
             f"{len(skipped)} skipped"
         )
+        make_folds(config, manifest, labels)  # folds the data cannot give show up here too
         return None
 
-    labels = np.array([config.data.classes.index(label) for label in manifest["label"]])
     targets = family_targets(config, manifest)  # each fold reads its training clips' rows
     regions = None
     if region_inputs is not None:  # the detector's targets: the training clips' rows are read
@@ -443,9 +450,14 @@ def make_folds(
             f"not subject-independent; {training}"
         )
     else:
-        folds = loso_folds(
-            manifest["subject"].tolist(), config.train.validation_subjects, config.seed
-        )
+        subjects = manifest["subject"].nunique()
+        validation = config.train.validation_subjects
+        if subjects >= 2 and not 0 <= validation <= subjects - 2:  # a fold keeps 1 to train on
+            raise ConfigError(
+                f"train.validation_subjects must be in [0, {subjects - 2}] for {subjects} "
+                f"subjects, got {validation}"
+            )
+        folds = loso_folds(manifest["subject"].tolist(), validation, config.seed)
         protocol = f"loso: {training}; the held-out subject is only predicted"
         if config.eval.protocol == "paper":
             protocol = f"paper ({PAPER_PROTOCOL.text}); loso folds"

@@ -176,6 +176,10 @@ def test_dry_run_summary_and_config_errors(tiny_run_arguments, tmp_path, capsys)
     assert code == 0, dry.err[-2000:]
     assert "9 clips, 3 subjects" in dry.out and "LOSO, 3 folds" in dry.out
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+    code, too_many = run(*tiny_run_arguments, "--set", "train.validation_subjects=2", "--dry-run")
+    assert code == 2 and "train.validation_subjects must be in [0, 1] for 3 subjects, got 2" in (
+        too_many.err
+    )
     code, summary = run("--set", "data.root=x", "--set", "data.sheet=y", "--summary")
     assert code == 0 and "Total parameters: 2,836,759" in summary.out
     code, bad = run("--set", "train.epoch=3")
