@@ -411,6 +411,11 @@ def build_composite_manifest(
     parts: list[pd.DataFrame] = []
     excluded: Counter[str] = Counter()
     for part in spec.parts:
+        if part not in roots and not sheets_only:  # a composite reads no data.root
+            raise DataError(
+                f"dataset {spec.name}: set the folder of each part, data.roots.{part}=DIR "
+                f"(parts: {', '.join(spec.parts)})"
+            )
         part_spec = load_dataset_spec(part)
         root = resolve_path(roots[part]) if part in roots else None
         manifest = build_dataset_manifest(

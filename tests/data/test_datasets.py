@@ -605,3 +605,9 @@ def test_the_sampler_is_the_datasets_unless_the_config_sets_one(tmp_path, overri
     config = load_config(CONFIG_DIR / "me_model.yaml", [f"data.root={tmp_path}", *overrides])
     assert config.data.sampler == (None if len(overrides) == 1 else sampler)
     assert resolve_source(config.data).resolved(config.data).sampler == sampler
+
+
+def test_megc2019_composite_without_a_parts_folder_names_its_setting(specs, megc2019_tree):
+    roots = {part: root for part, root in megc2019_tree.items() if part != "samm"}
+    with pytest.raises(DataError, match=r"set the folder of each part, data.roots.samm=DIR \("):
+        build_composite_manifest(specs["megc2019"], roots, {})
