@@ -128,13 +128,40 @@ def input_streams(model: keras.Model, layer: str) -> set[int]:
     return found
 
 
-def class_gradients(head: keras.Model, features: Sequence[np.ndarray], class_index: int):
-    """d head(features)[:, class_index] / d features, on the current backend.
+def inputs_beside(model: keras.Model, outputs, layer_output) -> list[int]:
+    """The positions of the model inputs that `outputs` depends on along paths that do not
+    pass through `layer_output`: what a model from that output to `outputs` needs besides."""
+    inputs = {id(tensor): index for index, tensor in enumerate(model.inputs)}
+    found: set[int] = set()
+    pending, seen = [outputs], {id(layer_output)}
+    while pending:
+        tensor = pending.pop()
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        if id(tensor) in inputs:
+            found.add(inputs[id(tensor)])
+            continue
+        operation, node_index, _ = tensor._keras_history
+        pending.extend(operation._inbound_nodes[node_index].input_tensors)
+    return sorted(found)
+
+
+def class_gradients(
+    head: keras.Model,
+    features: Sequence[np.ndarray],
+    class_index: int,
+    constants: Sequence[np.ndarray] = (),
+):
+    """d head(features, constants)[:, class_index] / d features, on the current backend.
 
     Args:
-        head: a model from the explained layers' outputs to the class scores.
+        head: a model from the explained layers' outputs (then `constants`) to the class
+            scores.
         features: the explained layers' outputs, one array each.
         class_index: the class whose score is differentiated.
+        constants: the head's other inputs (model inputs it reads besides the features),
+            held fixed.
 
     Returns:
         One gradient array per feature array, as NumPy.
@@ -142,9 +169,10 @@ def class_gradients(head: keras.Model, features: Sequence[np.ndarray], class_ind
     Raises:
         ValueError: a backend without gradients (numpy, openvino).
     """
+    fixed = [ops.convert_to_tensor(constant) for constant in constants]
 
     def score(tensors):
-        return ops.sum(head(_single(tensors), training=False)[:, class_index])
+        return ops.sum(head(_single([*tensors, *fixed]), training=False)[:, class_index])
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
@@ -182,6 +210,10 @@ def grad_cam(
 ) -> list[np.ndarray]:
     """Grad-CAM maps of one clip at the given conv layers.
 
+    Each layer is explained on its own: the gradient of the class logit with respect to its
+    output, the model's other paths to the logit (another branch, another input) held at this
+    clip's values, so any conv layers may be named, one feeding another or one branch of two.
+
     Args:
         model: the classifier (inputs -> softmax probabilities).
         inputs: the normalised input streams, each (1, frames, height, width, channels) or
@@ -207,16 +239,18 @@ def grad_cam(
     # The class logit, before the softmax, where the model names it (the builder's "logits").
     names = {layer.name for layer in model.layers}
     scores = model.get_layer("logits").output if "logits" in names else model.outputs[0]
+    streams = [ops.convert_to_tensor(array) for array in inputs]
     body = keras.Model(_single(model.inputs), _single(targets))
-    head = keras.Model(_single(targets), scores)
-    features = body(_single([ops.convert_to_tensor(array) for array in inputs]), training=False)
+    features = body(_single(streams), training=False)
     features = [
         ops.convert_to_numpy(feature) for feature in (features if len(layers) > 1 else [features])
     ]
     maps = []
-    for feature, gradient in zip(
-        features, class_gradients(head, features, class_index), strict=True
-    ):
+    for target, feature in zip(targets, features, strict=True):
+        beside = inputs_beside(model, scores, target)
+        head = keras.Model(_single([target, *(model.inputs[index] for index in beside)]), scores)
+        constants = [inputs[index] for index in beside]
+        (gradient,) = class_gradients(head, [feature], class_index, constants)
         weights = gradient[0].mean(axis=tuple(range(gradient.ndim - 2)))  # one per channel
         cam = np.maximum((feature[0] * weights).sum(axis=-1), 0.0)  # ([time,] height, width)
         maps.append(cam / cam.max() if cam.max() > 0 else cam)

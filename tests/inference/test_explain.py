@@ -133,6 +133,36 @@ def test_grad_cam_of_a_2d_map_weighs_each_channel_by_its_mean_gradient():
         grad_cam(model, [image], 1, ["logits"])
 
 
+def test_grad_cam_explains_one_branch_of_two_and_a_layer_feeding_another():
+    """One 8x8 image into two 1x1 convs, `left` (then `after`, twice it) and `right`; class
+    1's logit sums `after` minus three times `right`. So the logit's gradient is +2 at each
+    position of `left`, +1 of `after` and -3 of `right`: the lit quadrant for the first two,
+    nothing for `right`, whether each is named alone or with the others."""
+    inputs = keras.Input((8, 8, 1))
+    left = keras.layers.Conv2D(1, 1, use_bias=False, name="left")(inputs)
+    right = keras.layers.Conv2D(1, 1, use_bias=False, name="right")(inputs)
+    after = keras.layers.Conv2D(1, 1, use_bias=False, name="after")(left)
+    merged = keras.layers.Flatten()(keras.layers.Concatenate()([after, right]))
+    logits = keras.layers.Dense(2, use_bias=False, name="logits")(merged)
+    model = keras.Model(inputs, keras.layers.Softmax()(logits))
+    for name, weight in (("left", 1.0), ("right", 1.0), ("after", 2.0)):
+        model.get_layer(name).set_weights([np.full((1, 1, 1, 1), weight, np.float32)])
+    sign = np.tile([1.0, -3.0], 64).astype(np.float32)  # flattened (row, column, channel)
+    model.get_layer("logits").set_weights([np.stack([np.zeros(128, np.float32), sign], axis=1)])
+    image = np.zeros((1, 8, 8, 1), dtype=np.float32)
+    image[0, :4, 4:, 0] = 1.0
+    quadrant = image[0, :, :, 0]
+    for layers, expected in (
+        (["left", "after"], [quadrant, quadrant]),
+        (["left"], [quadrant]),
+        (["after", "right"], [quadrant, np.zeros((8, 8))]),
+    ):
+        maps = grad_cam(model, [image], 1, layers)
+        assert len(maps) == len(expected), layers
+        for cam, wanted in zip(maps, expected, strict=True):
+            np.testing.assert_allclose(cam, wanted, atol=1e-6, err_msg=str(layers))
+
+
 @pytest.mark.parametrize("attention_on", ["aars", "both"])
 def test_dual_atme_is_explained_at_each_branchs_last_inception_block(attention_on):
     """Not at CBAM, which also holds a conv but keeps its input's shape (and, shared by both
