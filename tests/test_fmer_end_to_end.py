@@ -129,6 +129,16 @@ def test_the_final_model_predicts_through_the_command(whole_run, capsys):
     assert bundle.info["family"] == "fmer"
 
 
+def test_explain_says_which_inputs_it_draws(whole_run, tmp_path, capsys):
+    """FMER's landmark patches are neither frames nor an image: a one-line refusal."""
+    run_dir, _ = whole_run
+    clip = pd.read_csv(run_dir / "manifest.csv")["path"].iloc[0]
+    assert main(["explain", "--model", str(run_dir), clip, "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "explain draws models whose inputs are all frames" in error
+    assert "(1, 9, 2, 30, 7, 7)" in error and len(error.strip().splitlines()) == 1
+
+
 def test_au_targets_of_real_sheet_cells():
     """CASME II's `4+L10` and SAMM's `(R6 or R12)+R15` (every AU of an alternative counts;
     AU 6 is not one the detector predicts); a blank cell is unknown, NaN."""

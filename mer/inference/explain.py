@@ -427,7 +427,10 @@ def explain_clip(
     ranks = {len(tensor.shape) for tensor in bundle.model.inputs}
     if ranks not in ({CLIP_RANK}, {IMAGE_RANK}):
         shapes = [tuple(tensor.shape[1:]) for tensor in bundle.model.inputs]
-        raise ValueError(f"explain draws frame inputs or image inputs, not both: inputs {shapes}")
+        raise ValueError(
+            "explain draws models whose inputs are all frames (frames, height, width, channels) "
+            f"or all images (height, width, channels): inputs {shapes}"
+        )
     manifest = clip_manifest(bundle, [clip], onset=onset, offset=offset, apex=apex, aus=aus)
     detected = aus is None and bundle.detector is not None
     if detected:
