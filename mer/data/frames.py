@@ -129,9 +129,11 @@ def select_positions(
             raise DataError(
                 f"{where}: onset/offset missing; use data.sampler=even or fix the sheet"
             )
+        if offset < onset:
+            raise DataError(f"{where}: the onset {onset} comes after the offset {offset}")
         values = np.asarray(numbers)
         span = np.flatnonzero((values >= onset) & (values <= offset))
-        if offset < onset or not len(span):
+        if not len(span):
             raise DataError(
                 f"{where}: no frame numbered {onset}..{offset}; the clip has frames "
                 f"{values.min()}..{values.max()}"

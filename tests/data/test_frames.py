@@ -52,6 +52,7 @@ def test_short_clips_are_padded_with_a_warning(caplog):
     [
         (dict(sampler="onset_offset"), "onset/offset missing"),
         (dict(sampler="onset_offset", onset=40, offset=45), "no frame numbered 40..45"),
+        (dict(sampler="onset_offset", onset=12, offset=2), "the onset 12 comes after the offset 2"),
         (dict(sampler="random"), "unknown sampler"),
     ],
 )
