@@ -118,8 +118,8 @@ def clip_manifest(
 
     Raises:
         DataError: only one of onset and offset; an apex without them, outside them, or for
-            a model that reads none; a clip is missing, is not a video or a frame folder, or
-            does not decode.
+            a model that reads none; AUs for a model that reads none; a clip is missing, is
+            not a video or a frame folder, or does not decode.
     """
     data = bundle.data
     if (onset is None) != (offset is None):
@@ -131,6 +131,11 @@ def clip_manifest(
         raise DataError(
             f"--apex {apex}: no input of this model reads an apex (inputs "
             f"{', '.join(data.input_names())}); drop it"
+        )
+    if aus is not None and not any("aus" in kind.fields(data) for kind in input_types(data)):
+        raise DataError(
+            f"--aus {aus}: no input of this model reads action units (inputs "
+            f"{', '.join(data.input_names())}; the two-stream models' au_regions does); drop it"
         )
     if apex is not None and (onset is None or not onset <= apex <= offset):
         raise DataError(

@@ -165,6 +165,10 @@ def test_a_model_without_windows_reports_none(one_stream_bundle, capsys):
     assert "--apex 5: no input of this model reads an apex (inputs frames)" in (
         capsys.readouterr().err
     )
+    assert main(["predict", *arguments, "--aus", "4+12"]) == 2  # one stream: no AU crop
+    assert "--aus 4+12: no input of this model reads action units (inputs frames;" in (
+        capsys.readouterr().err
+    )
 
 
 def _write(path, content: bytes):
