@@ -111,10 +111,17 @@ def _single(items: Sequence):
 
 def input_streams(model: keras.Model, layer: str) -> set[int]:
     """The positions of the model inputs that a layer's output depends on."""
-    inputs = {id(tensor): index for index, tensor in enumerate(model.inputs)}
+    return inputs_read(model, model.get_layer(layer).output)
+
+
+def inputs_read(model: keras.Model, tensor, beside=None) -> set[int]:
+    """The positions of the model inputs that `tensor` depends on, along paths that do not
+    pass through the tensor `beside` (if given): the inputs a model from `beside` to
+    `tensor` needs besides `beside` itself."""
+    inputs = {id(item): index for index, item in enumerate(model.inputs)}
     found: set[int] = set()
-    pending = [model.get_layer(layer).output]
-    seen: set[int] = set()
+    pending = [tensor]
+    seen: set[int] = set() if beside is None else {id(beside)}
     while pending:
         tensor = pending.pop()
         if id(tensor) in seen:
@@ -126,25 +133,6 @@ def input_streams(model: keras.Model, layer: str) -> set[int]:
         operation, node_index, _ = tensor._keras_history
         pending.extend(operation._inbound_nodes[node_index].input_tensors)
     return found
-
-
-def inputs_beside(model: keras.Model, outputs, layer_output) -> list[int]:
-    """The positions of the model inputs that `outputs` depends on along paths that do not
-    pass through `layer_output`: what a model from that output to `outputs` needs besides."""
-    inputs = {id(tensor): index for index, tensor in enumerate(model.inputs)}
-    found: set[int] = set()
-    pending, seen = [outputs], {id(layer_output)}
-    while pending:
-        tensor = pending.pop()
-        if id(tensor) in seen:
-            continue
-        seen.add(id(tensor))
-        if id(tensor) in inputs:
-            found.add(inputs[id(tensor)])
-            continue
-        operation, node_index, _ = tensor._keras_history
-        pending.extend(operation._inbound_nodes[node_index].input_tensors)
-    return sorted(found)
 
 
 def class_gradients(
@@ -247,7 +235,7 @@ def grad_cam(
     ]
     maps = []
     for target, feature in zip(targets, features, strict=True):
-        beside = inputs_beside(model, scores, target)
+        beside = sorted(inputs_read(model, scores, beside=target))
         head = keras.Model(_single([target, *(model.inputs[index] for index in beside)]), scores)
         constants = [inputs[index] for index in beside]
         (gradient,) = class_gradients(head, [feature], class_index, constants)
