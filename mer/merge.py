@@ -150,6 +150,7 @@ def read_manifest(run_dir: Path) -> pd.DataFrame:
 
 def _check_same_experiment(first: Path, config: ExperimentConfig, other: Path) -> None:
     differences = config_differences(config, _read_config(other), IGNORED)
+    differences.sort(key=lambda difference: difference[0] != "model.family")  # the family first
     if differences:
         key, mine, theirs = differences[0]
         raise ConfigError(

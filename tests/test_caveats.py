@@ -19,7 +19,7 @@ from mer.caveats import (
     run_caveats,
     summary_entries,
 )
-from mer.config import PROJECT_ROOT, load_config
+from mer.config import PROJECT_ROOT, ConfigError, load_config
 from mer.evaluation.compare import (
     compare_runs,
     format_comparison,
@@ -168,3 +168,18 @@ def test_merge_labels_a_regions_run_and_writes_its_reference(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.index("NOT A CLEAN LOSO ESTIMATE") < printed.index("Subject")
     assert "Annotation-only reference" in printed
+
+
+def test_merge_of_another_family_names_the_family(tmp_path):
+    """Two families differ in many settings (the AU detector's flow and frames among them);
+    the refusal names the family."""
+    manifest = pd.DataFrame(
+        {"sample": ["a1", "b1"], "subject": ["a", "b"], "label": ["negative", "positive"]}
+    )
+    mlsp = load_config(PROJECT_ROOT / "config" / "me_model.yaml", ["data.name=replica"])
+    detector = load_config(PROJECT_ROOT / "config" / "au_detector.yaml", ["data.name=replica"])
+    _fold_only_run(tmp_path / "part_a", mlsp, manifest, "a")
+    _fold_only_run(tmp_path / "part_b", detector, manifest, "b")
+    with pytest.raises(ConfigError, match="another experiment than .*: model.family is "
+                                          "'au_detector' there, 'mlsp' here"):
+        merge_runs([tmp_path / "part_a", tmp_path / "part_b"])
