@@ -102,10 +102,10 @@ def loso_folds(subjects: Sequence[str], validation_subjects: int = 0, seed: int 
     names = sorted(set(subjects), key=natural_sort_key)
     if len(names) < 2:
         raise ValueError(f"LOSO needs at least 2 subjects, got {names}")
-    if not 0 <= validation_subjects <= len(names) - 2:
-        raise ValueError(
-            f"validation_subjects must be in [0, {len(names) - 2}] for {len(names)} subjects, "
-            f"got {validation_subjects}"
+    if not 0 <= validation_subjects <= len(names) - 2:  # a fold keeps 1 to train on
+        raise ConfigError(
+            f"train.validation_subjects must be in [0, {len(names) - 2}] for {len(names)} "
+            f"subjects, got {validation_subjects}"
         )
     folds = []
     for index, name in enumerate(names):
