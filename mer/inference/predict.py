@@ -86,9 +86,10 @@ def spot_window(path: Path, frames: int, length: int) -> tuple[int, int]:
     return numbers[start], numbers[min(start + length, len(numbers)) - 1]
 
 
-def reads_apex(data: DataConfig) -> bool:
-    """Whether an input of the model reads each clip's apex (the flow inputs: onset -> apex)."""
-    return any("apex" in kind.fields(data) for kind in input_types(data))
+def reads_field(data: DataConfig, field: str) -> bool:
+    """Whether an input of the model reads that manifest field of each clip: `apex` (the flow
+    inputs: onset -> apex), `aus` (the AU-region crop)."""
+    return any(field in kind.fields(data) for kind in input_types(data))
 
 
 def clip_manifest(
@@ -127,12 +128,12 @@ def clip_manifest(
             f"--onset {onset} and --offset {offset}: give both, or neither (a model trained "
             "with data.sampler=onset_offset, or on optical flow, then spots each clip's window)"
         )
-    if apex is not None and not reads_apex(data):
+    if apex is not None and not reads_field(data, "apex"):
         raise DataError(
             f"--apex {apex}: no input of this model reads an apex (inputs "
             f"{', '.join(data.input_names())}); drop it"
         )
-    if aus is not None and not any("aus" in kind.fields(data) for kind in input_types(data)):
+    if aus is not None and not reads_field(data, "aus"):
         raise DataError(
             f"--aus {aus}: no input of this model reads action units (inputs "
             f"{', '.join(data.input_names())}; the two-stream models' au_regions does); drop it"
@@ -142,8 +143,8 @@ def clip_manifest(
             f"--apex {apex} must lie within --onset {onset} and --offset {offset}: give all "
             "three (without --apex, data.flow.apex chooses it inside the window)"
         )
-    spot = (data.sampler == "onset_offset" or reads_apex(data)) and onset is None
-    reads_window = data.sampler in WINDOW_SAMPLERS or reads_apex(data)
+    spot = (data.sampler == "onset_offset" or reads_field(data, "apex")) and onset is None
+    reads_window = data.sampler in WINDOW_SAMPLERS or reads_field(data, "apex")
     rows = []
     for clip in clips:
         path = Path(clip)
