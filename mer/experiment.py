@@ -391,8 +391,14 @@ def run_seeds(
     Resuming a parent reuses finished seeds, resumes an interrupted one, and starts the rest.
     """
     if resume is None:
-        parent = make_run_dir(config, script, f"{resolve_source(config.data).name}-seeds")
-        write_atomically(parent / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        # resolved as each seed's run resolves it: the dataset's default sampler can read the
+        # held-out clips' onset and offset, and the folder's name must say so
+        source = resolve_source(config.data)
+        resolved = dataclasses.replace(config, data=source.resolved(config.data))
+        parent = make_run_dir(resolved, script, f"{source.name}-seeds")
+        write_atomically(
+            parent / "config.yaml", yaml.safe_dump(resolved.to_dict(), sort_keys=False)
+        )
         write_json(parent / SEEDS_FILE, {"seeds": seeds})
     else:
         parent = resume

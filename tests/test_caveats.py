@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from mer import experiment
 from mer.caveats import (
     ANNOTATED_AUS,
     ANNOTATED_WINDOW,
@@ -27,6 +28,7 @@ from mer.evaluation.compare import (
     seed_summary,
 )
 from mer.evaluation.report import format_report, per_subject_table, summarize
+from mer.experiment import run_seeds
 from mer.merge import merge_runs
 from mer.training.loso import FoldResult, save_fold_result
 from tests.test_end_to_end import TINY_MODEL
@@ -183,3 +185,21 @@ def test_merge_of_another_family_names_the_family(tmp_path):
     with pytest.raises(ConfigError, match="another experiment than .*: model.family is "
                                           "'au_detector' there, 'mlsp' here"):
         merge_runs([tmp_path / "part_a", tmp_path / "part_b"])
+
+
+def test_a_seeds_folder_is_named_by_the_dataset_default_sampler(tmp_path, monkeypatch):
+    # the sampler left unset: CASME II's default, onset_offset, reads the held-out windows
+    config = load_config(
+        None, ["data.layout=casme2", f"data.root={tmp_path}", f"run.output_dir={tmp_path}"]
+    )
+    assert config.data.sampler is None
+
+    def seed_run(seeded, script, *, run_dir, **options):  # a seed's run: its summary only
+        run_dir.mkdir()
+        (run_dir / "summary.json").write_text(json.dumps(_summary(0.5, seed=seeded.seed)))
+
+    monkeypatch.setattr(experiment, "run_experiment", seed_run)
+    parent = run_seeds(config, "ME_model", [1, 2])
+    assert "-casme2-seeds-annotated-window-" in parent.name
+    saved = yaml.safe_load((parent / "config.yaml").read_text())
+    assert saved["data"]["sampler"] == "onset_offset"
