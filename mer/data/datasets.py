@@ -150,7 +150,9 @@ def build_dataset_manifest(
     frame = read_sheet(sheet, spec.sheet_name, spec.header_row)
     columns = spec.columns
     require_columns(
-        frame, [c for c in (columns.subject, columns.filename, columns.emotion) if c], str(sheet)
+        frame,
+        [column for column in (columns.subject, columns.filename, columns.emotion) if column],
+        str(sheet),
     )
     problems: list[dict] = []
     excluded: Counter[str] = Counter()
@@ -181,9 +183,10 @@ def build_dataset_manifest(
             excluded[(emotion or "(blank)").strip().casefold()] += 1
             continue
         onset, apex, offset = (
-            frame_number(cell(c)) for c in (columns.onset, columns.apex, columns.offset)
+            frame_number(cell(column)) for column in (columns.onset, columns.apex, columns.offset)
         )
-        key = tuple({"subject": subject, "filename": filename, "onset": onset}[k] for k in spec.key)
+        fields = {"subject": subject, "filename": filename, "onset": onset}
+        key = tuple(fields[name] for name in spec.key)
         sample = "/".join(str(part) for part in key)
         if key in seen:
             problems.append(problem_row(where, sample, f"duplicate key {key} (also {seen[key]})"))
@@ -396,11 +399,11 @@ def build_composite_manifest(
     names it (ids matched without zero padding: `s01_ne_01` = `s1_ne_01`), with the official
     subject and label. Official samples not found in a sheet or on disk are problems.
     """
-    gt_path = resolve_path(ground_truth or spec.ground_truth or "")
-    if not gt_path.is_file():
-        raise DataError(f"official list not found: {gt_path} (set data.ground_truth)")
+    ground_truth_path = resolve_path(ground_truth or spec.ground_truth or "")
+    if not ground_truth_path.is_file():
+        raise DataError(f"official list not found: {ground_truth_path} (set data.ground_truth)")
     official = pd.read_csv(
-        gt_path,
+        ground_truth_path,
         header=None,
         names=["part", "subject", "filename", "label"],
         dtype=str,
@@ -428,8 +431,10 @@ def build_composite_manifest(
         problems.append(manifest.problems)
         samples = manifest.samples.assign(part=part)
         samples["match"] = [
-            loose_key(f"{s}/{f}")
-            for s, f in zip(samples["megc_subject"], samples["filename"], strict=True)
+            loose_key(f"{subject}/{filename}")
+            for subject, filename in zip(
+                samples["megc_subject"], samples["filename"], strict=True
+            )
         ]
         parts.append(samples)
         excluded.update(
@@ -443,7 +448,7 @@ def build_composite_manifest(
         if (record.part, match) not in pool.index:
             extra.append(
                 problem_row(
-                    gt_path.name,
+                    ground_truth_path.name,
                     sample,
                     f"official sample not found in the "
                     f"{record.part} sheet or on disk (see its problems)",
@@ -455,7 +460,7 @@ def build_composite_manifest(
         if row["label"] != label:
             extra.append(
                 problem_row(
-                    gt_path.name,
+                    ground_truth_path.name,
                     sample,
                     f"official label {label} differs from "
                     f"the sheet's {row['label']}: the official one is used",
@@ -472,7 +477,7 @@ def build_composite_manifest(
                 "dataset": spec.name,
             }
         )
-    kept = {(r["part"], loose_key(f"{r['subject']}/{r['filename']}")) for r in rows}
+    kept = {(row["part"], loose_key(f"{row['subject']}/{row['filename']}")) for row in rows}
     outside = Counter(part for part, match in pool.index if (part, match) not in kept)
     for part, count in outside.items():
         excluded[f"{part}: in the protocol, not in the official list"] += count

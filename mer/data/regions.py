@@ -85,7 +85,11 @@ DETECTED = 0.5  # an AU detector's AU is present at p >= 0.5 (as au_f1_scores sc
 def detected_aus(codes: Sequence[int], probabilities: Iterable[float]) -> list[int]:
     """The AUs of `codes` whose predicted probability (in `codes` order) is at least DETECTED:
     what data.regions.aus=predicted and `python -m mer predict` give the region rule."""
-    return [code for code, p in zip(codes, probabilities, strict=True) if p >= DETECTED]
+    return [
+        code
+        for code, probability in zip(codes, probabilities, strict=True)
+        if probability >= DETECTED
+    ]
 
 
 def region_for_aus(

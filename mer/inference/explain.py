@@ -325,7 +325,8 @@ def _clip_rows(
         region = found.region
         boxes = found.boxes * np.array([size / full.shape[2], size / full.shape[1]] * 2)
     side = int(np.clip(STRIP_WIDTH // count, *TILE_LIMITS))
-    rows = [("frames", _tiles(images[0], side, boxes), [str(i + 1) for i in range(count)])]
+    numbers = [str(number) for number in range(1, count + 1)]
+    rows = [("frames", _tiles(images[0], side, boxes), numbers)]
     overlays = []
     for stream, image in enumerate(images):
         if stream == 1:

@@ -20,7 +20,6 @@ import numpy as np
 
 from mer.bundle import Bundle, load_bundle, metadata_path
 
-FORMATS = ("savedmodel", "onnx")
 ONNX_HELP = "pip install -r requirements-onnx.txt (tf2onnx, onnx, onnxruntime)"
 
 

@@ -73,10 +73,9 @@ def build_au_detector_model(
         ValueError: another input, repeated or non-positive AUs, or a bad shape or argument,
             quoting it.
     """
-    if [spec.name for spec in specs] != [FRAMES_INPUT]:
-        raise ValueError(
-            f"the AU detector reads one input, {FRAMES_INPUT!r}; got {[s.name for s in specs]}"
-        )
+    names = [spec.name for spec in specs]
+    if names != [FRAMES_INPUT]:
+        raise ValueError(f"the AU detector reads one input, {FRAMES_INPUT!r}; got {names}")
     codes = list(aus)
     if (
         not codes

@@ -50,9 +50,10 @@ def _positive_int(name: str, value: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class DualAtmeDefaults:
-    """The authors' training and input settings, for the family to declare."""
+    """The authors' training settings, for the family to declare. Their optimiser is Adam, as
+    every run's; their inputs, 28x28x3 per branch in [-1, 1] (ToTensor then
+    Normalize(0.5, 0.5)), are config/dual_atme.yaml's `data.flow` settings."""
 
-    optimizer: str = "adam"
     learning_rate: float = 1e-3
     decay_every_epochs: int = 10  # StepLR(step_size=10, gamma=0.5): the rate halves every 10
     decay_factor: float = 0.5
@@ -61,9 +62,6 @@ class DualAtmeDefaults:
     class_weights: None = None  # the focal loss is unweighted
     focal_gamma: float = 2.0
     cosine_weight: float = 0.01
-    input_names: tuple[str, str] = INPUT_NAMES
-    input_shape: tuple[int, int, int] = (28, 28, 3)  # per input: (height, width, channels)
-    input_range: tuple[float, float] = (-1.0, 1.0)  # ToTensor then Normalize(0.5, 0.5)
 
     @property
     def decay_epochs(self) -> tuple[int, ...]:

@@ -116,8 +116,10 @@ def loso_folds(subjects: Sequence[str], validation_subjects: int = 0, seed: int 
             Fold(
                 subject=name,
                 index=index,
-                train=np.flatnonzero([s != name and s not in held for s in subjects]),
-                validation=np.flatnonzero([s in held for s in subjects]),
+                train=np.flatnonzero(
+                    [subject != name and subject not in held for subject in subjects]
+                ),
+                validation=np.flatnonzero([subject in held for subject in subjects]),
                 test=np.flatnonzero(subjects == name),
             )
         )

@@ -138,4 +138,6 @@ def selected_frames(data: DataConfig, row: pd.Series) -> list[np.ndarray]:
         motion=motion,
         where=clip_label(row),
     )
-    return read_frames(path, positions) if clip is None else [clip[p] for p in positions]
+    if clip is None:
+        return read_frames(path, positions)
+    return [clip[position] for position in positions]
