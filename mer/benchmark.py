@@ -1,13 +1,13 @@
 """`python -m mer bench`: how fast this machine trains, predicts and preprocesses, as one JSON.
 
 Everything runs on synthetic data of the configured shape, so no dataset is needed:
-1. compute: training steps on batches already in memory, fed through the thread queue a run
-   uses (clips/s);
+1. compute: training steps on batches already in memory, fed as a run feeds its batches
+   (`mer.data.batches.feed`; clips/s);
 2. pipeline: the same steps fed by `ClipBatches` from a preprocessing cache of random inputs of
    each input's shape and dtype (uint8 frames, float16 flow), as a real run is, and the ratio of
    (2) to (1) (1.0: the input costs nothing); and that epoch's batches built alone, with no
    training, by one thread (`input_clips_per_s`) and by `data.workers` threads at once
-   (`input_workers_clips_per_s`: what a run's thread queue can feed a faster device);
+   (`input_workers_clips_per_s`: what a run's feed threads can build for a faster device);
 3. inference clips/s;
 4. the model's analytic forward GFLOPs per clip, the achieved training GFLOP/s and this
    machine's peak, a large float32 matmul timed in the same run. A training step costs the
@@ -42,7 +42,7 @@ import keras
 import numpy as np
 
 from mer.config import ExperimentConfig, SheetColumns
-from mer.data.batches import ClipBatches, fit_normalizers
+from mer.data.batches import ClipBatches, feed, fit_normalizers
 from mer.data.cache import ClipCache
 from mer.models.flops import forward_flops, training_flops
 from mer.models.layers import Conv3D as StackedFrameConv3D
@@ -92,15 +92,14 @@ class BenchPlan:
 
 
 class RepeatedBatch(keras.utils.PyDataset):
-    """The same in-memory batch, `steps` times: training with no input cost at all.
+    """The same in-memory batch, `steps` times: training with no input cost at all. It is fed
+    as a run feeds its batches (`mer.data.batches.feed`), not through tf.data's autotuned
+    prefetch: its iterator stalled at the end of `fit` in about a third of the epochs (4 of 12
+    on a 2-core Xeon, 0.6-0.8 s after the last of 6 steps), which halved some compute
+    figures."""
 
-    Fed through Keras's thread queue (`workers`, as `ClipBatches` feeds a run), not tf.data's
-    autotuned prefetch, which Keras uses with one worker: its iterator stalled at the end of
-    `fit` in about a third of the epochs (4 of 12 on a 2-core Xeon, 0.6-0.8 s after the last of
-    6 steps), which halved some compute figures."""
-
-    def __init__(self, inputs, targets, steps: int, workers: int = 2):
-        super().__init__(workers=workers, max_queue_size=2)
+    def __init__(self, inputs, targets, steps: int):
+        super().__init__()
         self.inputs, self.targets, self.steps = inputs, targets, steps
 
     def __len__(self) -> int:
@@ -140,11 +139,13 @@ def run_benchmark(
 
     workers = config.data.workers
 
-    def repeated(steps: int, labelled: bool = True) -> RepeatedBatch:
-        return RepeatedBatch(batch_inputs, targets if labelled else None, steps, workers)
+    def repeated(steps: int, labelled: bool = True):
+        return feed(RepeatedBatch(batch_inputs, targets if labelled else None, steps), workers)
 
-    model.fit(repeated(2), epochs=1, verbose=0)  # trace, warm up
-    compute_seconds = _timed(lambda: model.fit(repeated(plan.steps), epochs=1, verbose=0))
+    model.fit(repeated(2), epochs=1, verbose=0, shuffle=False)  # trace, warm up
+    compute_seconds = _timed(
+        lambda: model.fit(repeated(plan.steps), epochs=1, verbose=0, shuffle=False)
+    )
     compute = plan.steps * batch_size / compute_seconds
     if profile:
         from mer.step_profile import profile_training
@@ -163,10 +164,12 @@ def run_benchmark(
             shuffle=True,
             seed=config.seed,
             targets=second_output_targets(config, plan.clips),
-            workers=workers,
         )
-        pipeline = plan.clips / _timed(lambda: model.fit(batches, epochs=1, verbose=0))
-        # one thread, then data.workers threads as Keras's thread queue runs them; in turn,
+        fed = feed(batches, workers, shuffle=True)
+        pipeline = plan.clips / _timed(
+            lambda: model.fit(fed, epochs=1, verbose=0, shuffle=False)
+        )
+        # one thread, then data.workers threads as the feed runs them; in turn,
         # a round to warm up (its fresh memory faults in), then 5 (an epoch of the bench's
         # clips takes well under a second), medians
         with ThreadPoolExecutor(config.data.workers) as pool:
@@ -179,7 +182,7 @@ def run_benchmark(
                     for _ in range(6)
                 ]
             )
-        feed, feed_threads = plan.clips / np.median(rounds[1:], axis=0)
+        one_thread, threads = plan.clips / np.median(rounds[1:], axis=0)
 
     prediction = repeated(plan.steps, labelled=False)
     model.predict(repeated(1, labelled=False), verbose=0)  # trace
@@ -193,8 +196,8 @@ def run_benchmark(
         "train_compute_clips_per_s": round(compute, 2),
         "train_pipeline_clips_per_s": round(pipeline, 2),
         "pipeline_ratio": round(pipeline / compute, 3),
-        "input_clips_per_s": round(feed, 2),
-        "input_workers_clips_per_s": round(feed_threads, 2),
+        "input_clips_per_s": round(one_thread, 2),
+        "input_workers_clips_per_s": round(threads, 2),
         "infer_clips_per_s": round(infer, 2),
         "gflops_per_clip": round(gflops, 3),
         "achieved_gflops": round(train_gflops * compute, 1),

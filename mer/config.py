@@ -179,7 +179,7 @@ class DataConfig:
     # [frames], plus au_regions when regions.enabled (the older spelling, still read)
     inputs: list[str] | None = None
     cache_dir: str = "data/cache"  # preprocessed clips, one entry per sample, input and settings
-    # threads building the next batches while the model trains (Keras's thread queue); the
+    # threads building the next batches while the model trains (mer.data.batches.feed); the
     # batches and their order do not depend on it, so results do not either
     workers: int = 2
     demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)

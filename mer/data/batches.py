@@ -11,9 +11,11 @@ import functools
 import math
 import mmap
 import platform
+import random
 import sys
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import keras
 import numpy as np
@@ -187,7 +189,7 @@ def keep_batch_memory() -> None:
     the kernel against 10-20 ms (8 batches of 8 clips of 10x128x128x3). Raising both
     thresholds keeps the memory in the heap. Called for every batch, since TensorFlow's
     setting (once a process, at its first generator iterator) may come after the first
-    batches are built, by a thread queue or another dataset; a call costs about half a
+    batches are built, by the feed's threads or another dataset; a call costs about half a
     microsecond. Does nothing off glibc.
     """
     libc = _glibc()
@@ -195,17 +197,6 @@ def keep_batch_memory() -> None:
         return
     libc.mallopt(M_MMAP_THRESHOLD, BATCH_MMAP_THRESHOLD)
     libc.mallopt(M_TRIM_THRESHOLD, BATCH_TRIM_THRESHOLD)
-
-
-def queue_settings(batches: keras.utils.PyDataset) -> dict:
-    """The thread-queue settings of `batches`, for a PyDataset that wraps it: Keras reads
-    them from the dataset it is given, so a wrapper made with PyDataset's defaults (one
-    worker) would leave the wrapped batches on tf.data's prefetch."""
-    return {
-        "workers": batches.workers,
-        "use_multiprocessing": batches.use_multiprocessing,
-        "max_queue_size": batches.max_queue_size,
-    }
 
 
 class ClipBatches(keras.utils.PyDataset):
@@ -223,13 +214,8 @@ class ClipBatches(keras.utils.PyDataset):
         seed: shuffling seed.
         targets: (clips, k) float32 targets of the second output, one row per clip; only
             with labels.
-        workers: threads that build the next batches while the model trains, through Keras's
-            thread queue, which holds at most 2 batches. With 1 (PyDataset's default) there is
-            no queue: Keras's TensorFlow trainer builds the batches in tf.data's autotuned
-            prefetch, whose new iterator stalled for about 2 s at the start of many epochs
-            (10x128x128x3 batches of 8 on 2 cores). The batches are the same for any `workers`,
-            in the same order: fit's default shuffle=True also shuffles the batch order each
-            epoch, from Python's `random`, which the run's seed sets.
+
+    `feed` gives them to fit and predict, built ahead by threads of our own.
     """
 
     def __init__(
@@ -243,11 +229,8 @@ class ClipBatches(keras.utils.PyDataset):
         shuffle: bool = False,
         seed: int = 0,
         targets: np.ndarray | None = None,
-        workers: int = 2,
     ):
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers!r}")
-        super().__init__(workers=workers, max_queue_size=2)
+        super().__init__()
         lengths = {len(stream) for stream in streams}
         if len(lengths) != 1 or 0 in lengths:
             raise ValueError(
@@ -300,3 +283,104 @@ class ClipBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         if self.shuffle:
             self.random.shuffle(self.order)
+
+
+AHEAD = 2  # batches built ahead of the one the model takes, as Keras's queue held at most
+
+
+@functools.cache
+def _builders(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count for the whole process: feeds come and go with every fold."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="mer-batches")
+
+
+class PrefetchedBatches(keras.utils.PyDataset):
+    """The batches of `batches` in each epoch's order, the next AHEAD of them built by
+    `workers` threads while the model trains on one.
+
+    It replaces Keras's thread queue (a PyDataset with workers > 1), which waits 0.1 s at the
+    end of every epoch and every predict, when it stops: it drains its queue with that
+    timeout (5.4 s of the demo's 71-73 s on a 2-core Zen 4 EPYC; 23 minutes at paper
+    settings). With `shuffle`, each epoch's batch order is drawn as Keras's fit(shuffle=True)
+    draws it, `random.shuffle` of the batch indices from Python's `random` (which the run's
+    seed sets), so the batches and their order are the ones Keras gives from the PyDataset
+    itself (on TensorFlow also the ones its queue gave). Keras must not shuffle again: fit
+    takes it with shuffle=False.
+    """
+
+    def __init__(self, batches: keras.utils.PyDataset, workers: int, *, shuffle: bool = False):
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers!r}")
+        super().__init__()  # PyDataset's one worker: Keras builds no queue of its own
+        self.batches = batches
+        self.threads = workers
+        self.shuffle = shuffle
+        self.order = list(range(len(batches)))
+        self.pending: dict[int, Future] = {}
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def _request(self, positions: range) -> None:
+        for position in positions:
+            if position not in self.pending:
+                index = self.order[position]
+                self.pending[position] = _builders(self.threads).submit(
+                    self.batches.__getitem__, index
+                )
+
+    def _drop_pending(self) -> None:
+        for future in self.pending.values():
+            if not future.cancel():
+                future.exception()  # wait: it reads the order that is about to change
+        self.pending.clear()
+
+    def __getitem__(self, position: int):
+        future = self.pending.pop(position, None)
+        self._request(range(position + 1, min(position + 1 + AHEAD, len(self))))
+        if future is None:  # not the next one (a shape probe before fit): built here
+            return self.batches[self.order[position]]
+        return future.result()
+
+    def on_epoch_begin(self) -> None:
+        self._drop_pending()
+        self.order = list(range(len(self.batches)))
+        if self.shuffle:
+            random.shuffle(self.order)
+        self._request(range(min(AHEAD, len(self))))
+
+    def on_epoch_end(self) -> None:
+        self._drop_pending()
+        self.batches.on_epoch_end()
+
+
+def feed(batches: keras.utils.PyDataset, workers: int, *, shuffle: bool = False):
+    """What fit, evaluate and predict take for `batches`: a PrefetchedBatches; on TensorFlow,
+    a tf.data dataset of its epochs without tf.data's autotuned prefetch, as Keras feeds its
+    own queue (with one worker Keras's TensorFlow trainer adds that prefetch, whose new
+    iterator stalled at the end of a third of the fits, 0.6-0.8 s after the last step, on a
+    2-core Xeon)."""
+    prefetched = PrefetchedBatches(batches, workers, shuffle=shuffle)
+    if keras.backend.backend() != "tensorflow":
+        return prefetched
+    import tensorflow as tf  # the input pipeline only
+
+    def epoch():
+        # A new iterator, so a new call, each epoch. Keras ends a PyDataset's epoch before the
+        # first too (fit's EpochIterator.reset: ClipBatches reshuffles), and a dataset's
+        # never; it takes len(batches) batches, never reaching the end here: so the epoch
+        # before ends here, as the reset before the first.
+        prefetched.on_epoch_end()
+        prefetched.on_epoch_begin()
+        for position in range(len(prefetched)):
+            yield prefetched[position]
+
+    signature = tf.nest.map_structure(
+        lambda array: tf.TensorSpec((None, *array.shape[1:]), array.dtype), batches[0]
+    )
+    dataset = tf.data.Dataset.from_generator(epoch, output_signature=signature)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.threading.private_threadpool_size = 1
+    cardinality = tf.data.experimental.assert_cardinality(len(prefetched))
+    return dataset.with_options(options).apply(cardinality)

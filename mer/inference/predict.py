@@ -36,7 +36,7 @@ import pandas as pd
 
 from mer.bundle import Bundle, load_bundle
 from mer.config import DataConfig
-from mer.data.batches import ClipBatches
+from mer.data.batches import ClipBatches, feed
 from mer.data.frames import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -231,7 +231,8 @@ def preprocess_clips(
 def predict_streams(bundle: Bundle, streams: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
     """Class probabilities (clips, classes) of preprocessed clips, normalised as in training."""
     batches = ClipBatches(streams, None, len(bundle.classes), 8, bundle.normalizers)
-    return np.asarray(bundle.model.predict(batches, verbose=0), dtype=np.float64)
+    predicted = bundle.model.predict(feed(batches, bundle.data.workers), verbose=0)
+    return np.asarray(predicted, dtype=np.float64)
 
 
 def with_predicted_aus(

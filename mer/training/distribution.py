@@ -24,7 +24,6 @@ import keras
 import numpy as np
 
 from mer.config import ConfigError, ExperimentConfig
-from mer.data.batches import queue_settings
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +104,7 @@ class _EvenBatches(keras.utils.PyDataset):
     """See `even_batches`."""
 
     def __init__(self, batches: keras.utils.PyDataset, replicas: int, training: bool):
-        super().__init__(**queue_settings(batches))
+        super().__init__()
         self.batches = batches
         self.replicas = replicas
         self.training = training

@@ -19,7 +19,7 @@ import numpy as np
 
 from mer.bundle import MODEL_FILE, save_bundle
 from mer.config import ExperimentConfig
-from mer.data.batches import ClipBatches, Normalizer, fit_normalizers
+from mer.data.batches import ClipBatches, Normalizer, feed, fit_normalizers
 from mer.models import model_family
 from mer.training.distribution import distribution_scope, even_batches
 from mer.training.loso import (
@@ -116,7 +116,6 @@ def _fit(
         shuffle=True,
         seed=seed,
         targets=targets,
-        workers=config.data.workers,
     )
     batches = even_batches(batches, replicas, training=True)  # each device gets a share
     if model_family(config.model.family).predicts == "aus":  # trains on the targets alone
@@ -129,8 +128,9 @@ def _fit(
     )
     build_training_state(model, batches)
     history = model.fit(
-        batches,
+        feed(batches, config.data.workers, shuffle=True),
         epochs=config.train.epochs,
+        shuffle=False,  # the feed shuffles the batch order, as fit would
         callbacks=[
             guard,
             FiniteLossGuard("final"),

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mer.config import ConfigError, ExperimentConfig
-from mer.data.batches import ClipBatches, Normalizer, fit_normalizers, queue_settings
+from mer.data.batches import ClipBatches, Normalizer, feed, fit_normalizers
 from mer.data.export_flow import FLOW_INPUTS, flow_image_path
 from mer.data.inputs import input_specs
 from mer.data.regions import detected_aus, region_for_aus
@@ -426,7 +426,6 @@ def _fit_and_predict(
         shuffle=True,
         seed=seed,
         targets=targets_of(fold.train),
-        workers=config.data.workers,
     )
     validation = None
     test_streams = pick(fold.test)
@@ -441,7 +440,6 @@ def _fit_and_predict(
             config.train.batch_size,
             normalizers,
             targets=unknown,
-            workers=config.data.workers,
         )
     elif len(fold.validation):
         validation = ClipBatches(
@@ -451,7 +449,6 @@ def _fit_and_predict(
             config.train.batch_size,
             normalizers,
             targets=targets_of(fold.validation),
-            workers=config.data.workers,
         )
     batches = even_batches(batches, replicas, training=True)  # each device gets a share
     if validation is not None:
@@ -471,11 +468,11 @@ def _fit_and_predict(
         classes,
         config.train.batch_size,
         normalizers,
-        workers=config.data.workers,
     )
     test_batches = even_batches(test_batches, replicas)  # may repeat clips at the end: cut
+    test_input = feed(test_batches, config.data.workers)
     probabilities = class_probabilities(
-        model.predict(test_batches, verbose=0, callbacks=list(callbacks))
+        model.predict(test_input, verbose=0, callbacks=list(callbacks))
     )[: len(fold.test)]
     if config.run.save_weights:
         partial = fold_dir / ".partial.weights.h5"  # renamed once complete, as every result
@@ -494,7 +491,7 @@ class TargetBatches(keras.utils.PyDataset):
     family whose only output trains on its targets (`ModelFamily.predicts == "aus"`)."""
 
     def __init__(self, batches: keras.utils.PyDataset):
-        super().__init__(**queue_settings(batches))
+        super().__init__()
         self.batches = batches
 
     def __len__(self) -> int:
@@ -542,10 +539,12 @@ def _fit_keras(
             )
         )
     build_training_state(model, batches)
+    workers = config.data.workers
     history = model.fit(
-        batches,
+        feed(batches, workers, shuffle=True),
         epochs=config.train.epochs,
-        validation_data=validation,
+        validation_data=None if validation is None else feed(validation, workers),
+        shuffle=False,  # the feed shuffles the batch order, as fit would
         callbacks=fit_callbacks,
         verbose=_fit_verbosity(config.train.verbose),
     )

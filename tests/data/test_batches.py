@@ -2,8 +2,10 @@
 
 import ctypes
 import os
+import random
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -12,7 +14,9 @@ from mer.data.batches import (
     M_TRIM_THRESHOLD,
     ClipBatches,
     Normalizer,
+    PrefetchedBatches,
     _glibc,
+    feed,
     release_pages,
 )
 
@@ -103,50 +107,102 @@ def test_batches_cover_every_clip_once_per_epoch_deterministically():
 
 
 
-def test_the_thread_queue_trains_on_the_batches_of_the_single_worker_path():
-    """2 worker threads by default (tf.data's prefetch, the one-worker path, stalls at epoch
-    starts), more on request (data.workers): fit sees the same batches in the same order, so
-    the weights come out equal."""
-    import keras
+class KerasFed(keras.utils.PyDataset):
+    """`batches` as Keras feeds a PyDataset itself: with `workers` > 1 through its thread queue,
+    as runs fed them before `feed`."""
 
+    def __init__(self, batches, workers: int):
+        super().__init__(workers=workers, max_queue_size=2)
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        return self.batches[index]
+
+    def on_epoch_end(self) -> None:
+        self.batches.on_epoch_end()
+
+
+def test_the_feed_trains_on_the_batches_keras_would_feed():
+    """The feed's threads (1, 2 or 3, data.workers) give fit the batches that Keras gives from
+    the PyDataset itself, in the same order (each epoch's batch order drawn as fit(shuffle=True)
+    draws it), so the weights come out bit-identical; on TensorFlow they are also those of
+    Keras's thread queue, as runs were fed before the feed. (On JAX and PyTorch the queue
+    gives other batches in the first epoch: the ones it built while fit read the first batch's
+    shapes, before fit's first epoch end reshuffled the clips.) Keras builds no queue of its
+    own."""
     clips, labels = _clips(10), np.arange(10) % 3
 
-    def trained(**workers):
+    def trained(workers: int, keras_feeds: bool = False) -> list[np.ndarray]:
         keras.utils.set_random_seed(3)
-        batches = ClipBatches(
-            [clips], labels, 3, 4, [Normalizer("scale")], shuffle=True, seed=5, **workers
-        )
+        batches = ClipBatches([clips], labels, 3, 4, [Normalizer("scale")], shuffle=True, seed=5)
         model = keras.Sequential(
             [keras.Input((4, 6, 6, 3)), keras.layers.Flatten(), keras.layers.Dense(3)]
         )
         model.compile(keras.optimizers.SGD(0.1), keras.losses.CategoricalCrossentropy(True))
-        model.fit(batches, epochs=3, verbose=0)
-        return batches, model.get_weights()
+        if keras_feeds:  # fit's default shuffle=True
+            model.fit(KerasFed(batches, workers), epochs=3, verbose=0)
+        else:
+            model.fit(feed(batches, workers, shuffle=True), epochs=3, verbose=0, shuffle=False)
+        return model.get_weights()
 
-    threaded, weights = trained()
-    assert (threaded.workers, threaded.max_queue_size) == (2, 2)
-    for workers in (1, 3):
-        _, other = trained(workers=workers)
-        for left, right in zip(weights, other, strict=True):
+    expected = trained(1, keras_feeds=True)
+    others = [trained(workers) for workers in (1, 2, 3)]
+    if keras.backend.backend() == "tensorflow":
+        others.append(trained(2, keras_feeds=True))
+    for weights in others:
+        for left, right in zip(expected, weights, strict=True):
             np.testing.assert_array_equal(left, right)
+    prefetched = PrefetchedBatches(ClipBatches([clips], labels, 3, 4, [Normalizer("scale")]), 2)
+    assert (prefetched.workers, prefetched.use_multiprocessing, prefetched.threads) == (
+        1, False, 2
+    )
     with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
-        ClipBatches([clips], labels, 3, 4, [Normalizer("scale")], workers=0)
+        feed(ClipBatches([clips], labels, 3, 4, [Normalizer("scale")]), 0)
 
 
-def test_wrapped_batches_keep_their_thread_queue():
-    """Keras reads the queue settings from the dataset fit is given: the wrappers for
-    AU-only targets and for even device shares pass the wrapped batches' on."""
-    from mer.training.distribution import even_batches
-    from mer.training.loso import TargetBatches
+def test_prefetched_batches_build_ahead_in_each_epochs_order():
+    """The next AHEAD batches are built while one is taken; a batch read out of turn (Keras's
+    shape probe before fit) is built on the spot; an epoch's end waits for what is being built,
+    then passes the end on (ClipBatches reshuffles its clips)."""
+    clips, labels = _clips(20), np.arange(20) % 3
+    batches = ClipBatches([clips], labels, 3, 4, [Normalizer("scale")], shuffle=True, seed=5)
+    reads = []
 
-    clips, labels = _clips(6), np.arange(6) % 3
-    targets = np.zeros((6, 2), np.float32)
-    batches = ClipBatches([clips], labels, 3, 4, [Normalizer("scale")], targets=targets,
-                          workers=3)
-    for wrapped in (TargetBatches(batches), even_batches(batches, 2, training=True)):
-        assert (wrapped.workers, wrapped.use_multiprocessing, wrapped.max_queue_size) == (
-            3, False, 2
-        )
+    class Recorded(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+
+        def __len__(self) -> int:
+            return len(batches)
+
+        def __getitem__(self, index: int):
+            reads.append(index)
+            return batches[index]
+
+        def on_epoch_end(self) -> None:
+            batches.on_epoch_end()
+
+    prefetched = PrefetchedBatches(Recorded(), 2, shuffle=True)
+    np.testing.assert_array_equal(prefetched[3][0], batches[3][0])  # out of turn: on the spot
+    prefetched.on_epoch_end()  # as Keras's before fit: what was being built ahead is dropped
+    assert not prefetched.pending
+    built = len(reads)
+    random.seed(1)
+    prefetched.on_epoch_begin()
+    random.seed(1)
+    order = list(range(5))
+    random.shuffle(order)
+    assert prefetched.order == order and sorted(prefetched.pending) == [0, 1]
+    for position in range(5):
+        np.testing.assert_array_equal(prefetched[position][0], batches[order[position]][0])
+        assert sorted(prefetched.pending) == list(range(position + 1, min(position + 3, 5)))
+    clip_order = batches.order.copy()
+    prefetched.on_epoch_end()
+    assert sorted(reads[built:]) == list(range(5))  # each of the epoch's batches built once
+    assert not prefetched.pending and not np.array_equal(batches.order, clip_order)
 
 
 def test_two_streams_and_prediction_batches():
