@@ -10,6 +10,7 @@ import ctypes
 import functools
 import math
 import mmap
+import os
 import platform
 import random
 import sys
@@ -292,6 +293,10 @@ AHEAD = 2  # batches built ahead of the one the model takes, as Keras's queue he
 def _builders(threads: int) -> ThreadPoolExecutor:
     """One pool per thread count for the whole process: feeds come and go with every fold."""
     return ThreadPoolExecutor(threads, thread_name_prefix="mer-batches")
+
+
+# a forked child has none of the parent's threads: it starts pools of its own
+os.register_at_fork(after_in_child=_builders.cache_clear)
 
 
 class PrefetchedBatches(keras.utils.PyDataset):

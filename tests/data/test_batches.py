@@ -3,6 +3,7 @@
 import ctypes
 import os
 import random
+import time
 from pathlib import Path
 
 import keras
@@ -15,6 +16,7 @@ from mer.data.batches import (
     ClipBatches,
     Normalizer,
     PrefetchedBatches,
+    _builders,
     _glibc,
     feed,
     release_pages,
@@ -291,3 +293,31 @@ def test_dataset_global_is_the_published_scalar_mean_and_max():
     np.testing.assert_array_equal(restored(clips[0]), normalizer(clips[0]))
     with pytest.raises(ValueError, match="dataset_global normalization needs mean and std"):
         Normalizer("dataset_global")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_builds_batches_with_threads_of_its_own():
+    clips, labels = _clips(8), np.arange(8) % 3
+    batches = ClipBatches([clips], labels, 3, 4, [Normalizer("scale")])
+    expected = PrefetchedBatches(batches, 2)[1][0]
+    # the parent's pool of 2 has both its threads, idle: a pool copied into the child would
+    # count them and start none
+    for future in [_builders(2).submit(time.sleep, 0.2) for _ in range(2)]:
+        future.result()
+    child = os.fork()
+    if child == 0:  # the child: exit 0 only if its feed builds the batch
+        try:
+            prefetched = PrefetchedBatches(batches, 2)
+            prefetched.on_epoch_begin()
+            os._exit(0 if np.array_equal(prefetched[1][0], expected) else 1)
+        finally:
+            os._exit(2)
+    for _ in range(600):  # up to 30 s
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(child, 9)
+    os.waitpid(child, 0)
+    pytest.fail("the forked child's batches were never built")
