@@ -63,8 +63,8 @@ def test_ray_executor_gives_the_local_predictions(arguments, local_run, monkeypa
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a loopback-only test cluster
     sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it
     # a new cluster of one CPU, so one fold task at a time: this test then took 24-25 s of CPU
-    # time against 32-33 s with two CPUs (2-core Zen 4, AVX2 stand-in), where the suite's other
-    # workers want the cores too
+    # time against 32-33 s with two CPUs (2-core Zen 4 EPYC, all of its CPU), where the
+    # suite's other workers want the cores too
     ray.init("local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         code = run_script(
