@@ -49,6 +49,17 @@ class Bundle:
         crops; the two flow images of Dual-ATME)."""
         return len(self.normalizers)
 
+    @property
+    def aus(self) -> list[int] | None:
+        """An AU detector's outputs, the AU numbers in order (its side file's `aus`); None for
+        a model that predicts classes."""
+        return self.info.get("aus")
+
+    @property
+    def outputs(self) -> list[str]:
+        """The names of the model's outputs: its classes, or an AU detector's "AU<number>"."""
+        return self.classes if self.aus is None else [f"AU{code}" for code in self.aus]
+
 
 def metadata_path(model_path: str | os.PathLike[str]) -> Path:
     """The JSON side file of a saved model: `final_model.json` for `final_model.keras`."""
@@ -123,7 +134,7 @@ def save_bundle(
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Loads a saved model (a `.keras` file, or a run folder holding `final_model.keras`), and
-the AU detector saved beside a final model, if there is one.
+    the AU detector saved beside a final model, if there is one.
 
     Raises:
         DataError: the model or its side file is missing or unreadable.

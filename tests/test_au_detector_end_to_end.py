@@ -2,7 +2,8 @@
 writes au_scores.csv, whose per-AU F1 is `au_f1_scores` of the saved predictions against the
 sheet's AU cells, and `python -m mer merge` rewrites it the same; rotating the held-out
 subject's AU cells in the sheet leaves its predictions bit-identical (that fold run alone,
-`--folds`); the commands that do not apply refuse in one line.
+`--folds`); the final model, trained on both subjects, gives `python -m mer predict` a new
+clip's AU probabilities; the commands that do not apply refuse in one line.
 
 The network keeps P3D-63's 16 bottlenecks at the tiniest width and 16-pixel frames; Keras's
 steps run eagerly (`tf.config.run_functions_eagerly`), as in tests/test_fmer_end_to_end.py.
@@ -14,8 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mer.bundle import load_bundle
 from mer.cli import main
-from mer.config import PROJECT_ROOT
+from mer.config import PROJECT_ROOT, load_config
+from mer.data.sources import preprocess
 from mer.evaluation.metrics import au_f1_scores
 from mer.evaluation.report import AU_SCORING
 from tests.test_dual_atme_end_to_end import _command, _last_path
@@ -48,7 +51,7 @@ def _train(root, sheet, runs: str, *options: str, cache: str = "cache") -> str:
 @pytest.fixture(scope="module")
 def whole_run(two_subject_demo):
     root, sheet = two_subject_demo
-    output = _train(root, sheet, "whole")
+    output = _train(root, sheet, "whole", "--set", "train.final_model=true")
     return _last_path(output, "Results: "), output
 
 
@@ -112,10 +115,45 @@ def test_held_out_au_cells_reach_nothing_but_the_scores(two_subject_demo, whole_
     assert _fold_result(part, "1")["probabilities"] == _fold_result(reference, "1")["probabilities"]
 
 
+@pytest.mark.slow
+def test_the_final_detector_predicts_a_new_clips_aus(whole_run, capsys):
+    """`predict` of the run folder: each AU's probability in model.aus order, equal to the
+    final model's on the clip as the run preprocessed it (its cache), and the AUs at p >= 0.5;
+    the text table names the AUs; a clip without --onset/--offset gets a spotted window."""
+    run_dir, output = whole_run
+    assert "Final model: training on all 6 clips of 2 subjects" in output
+    info = json.loads((run_dir / "final_model.json").read_text())
+    assert (info["family"], info["aus"], info["training"]["subjects"]) == ("au_detector", AUS, 2)
+    bundle = load_bundle(run_dir)
+    assert bundle.outputs == [f"AU{code}" for code in AUS] and bundle.detector is None
+    rows = pd.read_csv(run_dir / "manifest.csv").iloc[[0, 3]]
+    config = load_config(run_dir / "config.yaml")
+    (stream,) = preprocess(config.data, rows).streams  # cache hits: the training arrays
+    (normalizer,) = bundle.normalizers
+    expected = bundle.model.predict(np.stack([normalizer(clip) for clip in stream]), verbose=0)
+    for position, row in enumerate(rows.itertuples()):
+        window = ["--onset", str(row.onset), "--offset", str(row.offset)]
+        assert main(["predict", "--model", str(run_dir), row.path, *window, "--json"]) == 0
+        (record,) = json.loads(capsys.readouterr().out)
+        assert list(record["probabilities"]) == bundle.outputs
+        found = np.array(list(record["probabilities"].values()))
+        np.testing.assert_allclose(found, expected[position], rtol=1e-5, atol=1e-6)
+        detected = [code for code, value in zip(AUS, found, strict=True) if value >= 0.5]
+        assert record["predicted"] == "+".join(map(str, detected))
+        assert main(["predict", "--model", str(run_dir), row.path, *window]) == 0
+        header, line = capsys.readouterr().out.strip().splitlines()
+        assert header.split() == ["clip", *bundle.outputs, "predicted"]
+        assert line.split()[-1] == (record["predicted"] or "none")
+        assert record["window"] == [row.onset, row.offset] and not record["spotted"]
+    # au_frames is made from the clip's window whatever the sampler: none given, one is spotted
+    assert main(["predict", "--model", str(run_dir), rows.iloc[0]["path"], "--json"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["spotted"] and len(record["window"]) == 2
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--set", "train.final_model=true"], "trains no final model"),
         (["--seeds", "1,2"], "--seeds reports the mean ± std of UF1/UAR"),
         (["--set", "eval.protocol=paper"], "has no class accuracy: use eval.protocol=loso"),
         (["--set", "model.aus=[1, 1]"], "model.aus must be distinct positive AU numbers"),
@@ -128,15 +166,13 @@ def test_train_refuses_what_does_not_apply(arguments, message, capsys):
     assert message in error and len(error.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("command", ["compare", "predict", "explain", "export"])
+@pytest.mark.parametrize("command", ["compare", "explain"])
 def test_run_folder_commands_refuse(command, tmp_path, capsys):
     """A run folder (as its config.yaml names the family) is refused before anything is read."""
     (tmp_path / "config.yaml").write_text("model:\n  family: au_detector\n")
     arguments = {
         "compare": ["compare", str(tmp_path)],
-        "predict": ["predict", "--model", str(tmp_path), "clip.mp4"],
         "explain": ["explain", "--model", str(tmp_path), "clip.mp4", "--out", str(tmp_path)],
-        "export": ["export", "--model", str(tmp_path), "--out", str(tmp_path)],
     }[command]
     assert main(arguments) == 2
     error = capsys.readouterr().err

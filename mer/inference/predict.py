@@ -1,19 +1,22 @@
-"""`python -m mer predict`: class probabilities of new clips from a saved model.
+"""`python -m mer predict`: class probabilities of new clips from a saved model; an AU
+detector's (`model.family: au_detector`) AU probabilities, and the AUs it detects (p >= 0.5).
 
 A clip goes through the training run's own preprocessing (`mer.data.sources.preprocess`, with
 the data config saved beside the model) and its normalisers, so a clip is seen exactly as the
 training clips were.
 
 A model that reads a window of each clip needs the clip's onset and offset: one trained on
-annotated spans (`data.sampler=onset_offset`), and one with an input that reads the apex (the
-optical-flow inputs: the flow from the onset to the apex frame). `--apex` gives the apex; without
-it the flow inputs choose it inside the window as in training on a sheet without one
-(`data.flow.apex`: the middle frame, or the frame that differs most from the onset). A new clip
-has no annotation, so without `--onset`/`--offset` its window is spotted: the `data.frames`
-consecutive frames (the model's own frame count; for a flow model, the config's) between which
-the face changes most, each frame scored as the max_motion sampler scores it (`frame_changes`:
-the summed absolute grey-level difference from the previous frame). The span is then fed as an
-annotated one would be, with a warning naming it.
+annotated spans (`data.sampler=onset_offset`), and one with an input made from the window
+whatever the sampler (the optical-flow inputs, which read the flow from the onset to the apex
+frame; FMER's patches and AU frames; the AU detector of a model with predicted regions).
+`--apex` gives the apex; without it the flow inputs choose it inside the window as in training
+on a sheet without one (`data.flow.apex`: the middle frame, or the frame that differs most from
+the onset). A new clip has no annotation, so without `--onset`/`--offset` its window is
+spotted: the `data.frames` consecutive frames (the model's own frame count; for a flow model or
+FMER's inputs, the config's) between which the face changes most, each frame scored as the
+max_motion sampler scores it (`frame_changes`: the summed absolute grey-level difference from
+the previous frame). The span is then fed as an annotated one would be, with a warning naming
+it.
 
 A two-stream model's region crop follows `--aus`. Without it, a model trained with
 data.regions.aus=predicted and a final model has its own AU detector (`Bundle.detector`, trained
@@ -35,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from mer.bundle import Bundle, load_bundle
+from mer.caveats import WINDOW_INPUTS, WINDOW_SAMPLERS
 from mer.config import DataConfig
 from mer.data.batches import ClipBatches, feed
 from mer.data.frames import (
@@ -52,8 +56,6 @@ from mer.data.sheets import DataError
 from mer.data.sources import preprocess
 
 logger = logging.getLogger(__name__)
-
-WINDOW_SAMPLERS = ("onset_offset", "max_motion")  # the samplers that read onset/offset
 
 
 def largest_change_start(changes: Sequence[float], length: int) -> int:
@@ -84,6 +86,14 @@ def spot_window(path: Path, frames: int, length: int) -> tuple[int, int]:
     numbers = frame_numbers(path, frames)
     start = largest_change_start(frame_changes(read_frames(path, np.arange(len(numbers)))), length)
     return numbers[start], numbers[min(start + length, len(numbers)) - 1]
+
+
+def reads_annotated_window(data: DataConfig) -> bool:
+    """Whether a model with this data config was trained on each clip's annotated onset..offset
+    (`data.sampler=onset_offset`, or an input made from the window whatever the sampler: the
+    flow inputs, FMER's patches and AU frames, `mer.caveats.WINDOW_INPUTS`), so that a clip
+    given none needs a spotted one."""
+    return data.sampler == "onset_offset" or bool(set(data.input_names()) & WINDOW_INPUTS)
 
 
 def reads_field(data: DataConfig, field: str) -> bool:
@@ -143,8 +153,12 @@ def clip_manifest(
             f"--apex {apex} must lie within --onset {onset} and --offset {offset}: give all "
             "three (without --apex, data.flow.apex chooses it inside the window)"
         )
-    spot = (data.sampler == "onset_offset" or reads_field(data, "apex")) and onset is None
-    reads_window = data.sampler in WINDOW_SAMPLERS or reads_field(data, "apex")
+    # and the model's own AU detector's (with --aus too: the window is the same either way)
+    readers = [data] + ([bundle.detector.data] if bundle.detector is not None else [])
+    spot = onset is None and any(reads_annotated_window(each) for each in readers)
+    reads_window = any(
+        each.sampler in WINDOW_SAMPLERS or reads_annotated_window(each) for each in readers
+    )
     rows = []
     for clip in clips:
         path = Path(clip)
@@ -235,6 +249,12 @@ def predict_streams(bundle: Bundle, streams: Sequence[Sequence[np.ndarray]]) -> 
     return np.asarray(predicted, dtype=np.float64)
 
 
+def joined_aus(codes: Sequence[int], probabilities: Sequence[float]) -> str:
+    """The AUs detected in one clip (`detected_aus`), as a sheet writes them: "4+12"; "" for
+    none."""
+    return "+".join(map(str, detected_aus(codes, probabilities)))
+
+
 def with_predicted_aus(
     bundle: Bundle, manifest: pd.DataFrame, cache_dir: str | Path | None = None
 ) -> pd.DataFrame:
@@ -248,7 +268,7 @@ def with_predicted_aus(
     detector = bundle.detector
     streams = preprocess_clips(detector, manifest[blank], cache_dir)
     probabilities = predict_streams(detector, streams)
-    found = ["+".join(map(str, detected_aus(detector.info["aus"], row))) for row in probabilities]
+    found = [joined_aus(detector.aus, row) for row in probabilities]
     aus = np.array(manifest["aus"], dtype=object)
     aus[blank] = found
     return manifest.assign(aus=aus)
@@ -264,8 +284,9 @@ def predict_clips(
     aus: str | None = None,
 ) -> pd.DataFrame:
     """One row per clip: clip, predicted, window, apex, spotted (see `clip_manifest`), then
-    prob_<class> per class; where the model's AU detector chose the region (no `aus`, see the
-    module docstring), then predicted_aus.
+    prob_<output> per output of the model (`Bundle.outputs`); where the model's AU detector
+    chose the region (no `aus`, see the module docstring), then predicted_aus. An AU
+    detector's `predicted` is the AUs it detects ("4+12", "" for none), its outputs "AU<n>".
 
     Raises:
         DataError: a clip is missing or cannot be preprocessed, named.
@@ -275,16 +296,20 @@ def predict_clips(
     if detected:
         manifest = with_predicted_aus(bundle, manifest)
     probabilities = predict_streams(bundle, preprocess_clips(bundle, manifest))
+    if bundle.aus is None:
+        predicted = [bundle.classes[index] for index in probabilities.argmax(axis=1)]
+    else:
+        predicted = [joined_aus(bundle.aus, row) for row in probabilities]
     table = pd.DataFrame(
         {
             "clip": manifest["path"],
-            "predicted": [bundle.classes[index] for index in probabilities.argmax(axis=1)],
+            "predicted": predicted,
             "window": manifest["window"],
             "apex": manifest["apex"],
             "spotted": manifest["spotted"],
         }
     )
-    for index, name in enumerate(bundle.classes):
+    for index, name in enumerate(bundle.outputs):
         table[f"prob_{name}"] = probabilities[:, index]
     if detected:
         table["predicted_aus"] = manifest["aus"]
@@ -292,7 +317,8 @@ def predict_clips(
 
 
 def format_table(table: pd.DataFrame, classes: Sequence[str]) -> str:
-    """The predictions as an aligned text table, probabilities with 3 decimals."""
+    """The predictions as an aligned text table, probabilities with 3 decimals (`classes`: the
+    model's outputs; an AU detector's, with "none" where it detects no AU)."""
     width = max(len("clip"), *(len(clip) for clip in table["clip"]))
     columns = [max(len(name), 5) for name in classes]
     lines = [
@@ -305,13 +331,14 @@ def format_table(table: pd.DataFrame, classes: Sequence[str]) -> str:
         lines.append(
             row.clip.ljust(width)
             + "".join(f"  {value:>{size}.3f}" for value, size in zip(values, columns, strict=True))
-            + f"  {row.predicted}"
+            + f"  {row.predicted or 'none'}"
         )
     return "\n".join(lines)
 
 
 def predict_command(arguments: argparse.Namespace) -> int:
-    """`python -m mer predict`: prints each clip's class probabilities (a table, or JSON)."""
+    """`python -m mer predict`: prints each clip's class (or AU) probabilities, as a table or
+    JSON."""
     bundle = load_bundle(arguments.model)
     table = predict_clips(
         bundle,
@@ -326,7 +353,7 @@ def predict_command(arguments: argparse.Namespace) -> int:
             {
                 "clip": row["clip"],
                 "predicted": row["predicted"],
-                "probabilities": {name: float(row[f"prob_{name}"]) for name in bundle.classes},
+                "probabilities": {name: float(row[f"prob_{name}"]) for name in bundle.outputs},
                 "window": row["window"],
                 "apex": None if pd.isna(row["apex"]) else int(row["apex"]),
                 "spotted": bool(row["spotted"]),
@@ -336,7 +363,7 @@ def predict_command(arguments: argparse.Namespace) -> int:
         ]
         print(json.dumps(records, indent=2))
     else:
-        print(format_table(table, bundle.classes))
+        print(format_table(table, bundle.outputs))
         for row in table.itertuples() if "predicted_aus" in table else ():
             print(f"{row.clip}: AUs {row.predicted_aus or 'none'} (the model's AU detector)")
     return 0

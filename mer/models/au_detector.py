@@ -32,19 +32,14 @@ from mer.specs import InputSpec
 
 OUTPUT = "au_probabilities"
 NOT_APPLICABLE = {
-    "final_model": "model.family=au_detector trains no final model (yet): predict, explain and "
-    "export read class probabilities, and it predicts AUs; set train.final_model=false",
     "seeds": "model.family=au_detector: --seeds reports the mean ± std of UF1/UAR, which an AU "
     "detector has none of; run one seed per run folder (--set seed=N)",
     "compare": "model.family=au_detector: compare sets UF1/UAR side by side; an AU detector's "
     "run reports per-AU F1 (au_scores.csv, summary.json mean_f1)",
     "bench": "model.family=au_detector: the benchmark trains on class labels; an AU detector "
     "trains on AU targets",
-    **{
-        command: f"model.family=au_detector: {command} reads a final model, which an AU "
-        "detector's run does not save (train.final_model is refused)"
-        for command in ("predict", "explain", "export")
-    },
+    "explain": "model.family=au_detector: explain draws Grad-CAM of a class score, and an AU "
+    "detector has no classes (predict gives its AU probabilities)",
 }
 
 
