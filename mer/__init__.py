@@ -14,5 +14,7 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from mer.models import dual_atme as _dual_atme  # noqa: F401
+from mer.models import flow_baseline as _flow_baseline  # noqa: F401
+from mer.models import fmer as _fmer  # noqa: F401  (and fmer_layers: P3D, the AU graph)
 from mer.models import layers as _layers  # noqa: F401
 from mer.models import losses as _losses  # noqa: F401
