@@ -87,7 +87,10 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable]:
     parser.add_argument("clip", metavar="CLIP", help="a video or a folder of frames")
     parser.add_argument("--out", required=True, help="folder for <clip>_gradcam.png and .gif")
     parser.add_argument(
-        "--class", dest="class_name", help="class to explain (default: the predicted one)"
+        "--class",
+        dest="class_name",
+        help="class to explain (default: the predicted one); an AU detector's AU, e.g. AU4 "
+        "(default: the likeliest)",
     )
     parser.add_argument(
         "--layer",
@@ -96,7 +99,7 @@ def add_commands(commands: argparse._SubParsersAction) -> dict[str, Callable]:
         help="conv layer to explain (repeatable; default: per model input, the last conv "
         "layer or conv block that reads that input alone: merge_conv of a one-input MLSP, "
         "branch5_conv and branch3_conv of the two-stream one, aars_inception2 and "
-        "hars_inception2 of Dual-ATME)",
+        "hars_inception2 of Dual-ATME, p3d_res4_block1 of the AU detector)",
     )
 
     parser = commands.add_parser("export", help="a saved model as SavedModel and/or ONNX")

@@ -2,18 +2,22 @@
 animated GIF).
 
 Grad-CAM (Selvaraju et al., 2017) on 2-D and 3-D feature maps: the gradient of the class logit
-with respect to a layer's output ([time,] height, width, channels) is averaged over time and
-space into one weight per channel; the map is the ReLU of the weighted channel sum, scaled to
-[0, 1] and resized to the input's frames and pixels.
+(an AU detector's: the AU's, before its sigmoid) with respect to a layer's output ([time,]
+height, width, channels) is averaged over time and space into one weight per channel; the map
+is the ReLU of the weighted channel sum, scaled to [0, 1] and resized to the input's frames and
+pixels.
 
 Which layer, by default: per model input, the last conv layer (Conv2D, Conv3D) or conv block
 whose output depends on that input alone, since from the first layer that mixes two inputs on
-the positions are no longer positions of one image. A conv block is a layer holding convs that
-changes its input's shape (Dual-ATME's Inception blocks); an attention gate such as CBAM holds a
-conv too but only reweights its input, so it is passed over. This picks `merge_conv` of a
-one-input MLSP model; `branch5_conv` (the face) and `branch3_conv` (the AU-region crops) of the
-two-stream one, whose region box is drawn on the face frames; `aars_inception2` and
-`hars_inception2` of Dual-ATME, the concatenated output of each branch's last Inception block.
+the positions are no longer positions of one image; for a clip input, the last whose output
+still has a time axis, so that the map moves with the frames. A conv block is a layer holding
+convs that changes its input's shape (Dual-ATME's Inception blocks); an attention gate such as
+CBAM holds a conv too but only reweights its input, so it is passed over. This picks
+`merge_conv` of a one-input MLSP model; `branch5_conv` (the face) and `branch3_conv` (the
+AU-region crops) of the two-stream one, whose region box is drawn on the face frames;
+`aars_inception2` and `hars_inception2` of Dual-ATME, the concatenated output of each branch's
+last Inception block; `p3d_res4_block1` of the AU detector (the last block that changes the
+shape; its res5 blocks are 2-D, time pooled to 1 before them).
 
 What is drawn: a clip input (frames) as a row of frames with its Grad-CAM below, and a GIF of
 the overlays frame by frame; an image input (a flow image) as one row: each of its channels
@@ -49,6 +53,7 @@ from mer.data.inputs import input_type, selected_frames
 from mer.data.inputs.au_regions import region_crops
 from mer.inference.predict import (
     clip_manifest,
+    joined_aus,
     predict_streams,
     preprocess_clips,
     with_predicted_aus,
@@ -80,7 +85,8 @@ def conv_like(layer: keras.layers.Layer) -> bool:
 
 def default_layers(model: keras.Model) -> list[str]:
     """The layer(s) to explain: per model input, the last conv layer or block whose output
-    depends on that input alone (see the module docstring).
+    depends on that input alone and, for a clip input, still has a time axis (see the module
+    docstring).
 
     Raises:
         ValueError: an input that no such layer reads alone, naming it.
@@ -94,7 +100,12 @@ def default_layers(model: keras.Model) -> list[str]:
     ]
     chosen = []
     for index, tensor in enumerate(model.inputs):
-        own = [layer.name for layer in candidates if input_streams(model, layer.name) == {index}]
+        rank = len(tensor.shape)
+        own = [
+            layer.name
+            for layer in candidates
+            if input_streams(model, layer.name) == {index} and len(layer.output.shape) == rank
+        ]
         if not own:
             raise ValueError(
                 f"model {model.name!r} has no conv layer that reads its input {tensor.name!r} "
@@ -203,10 +214,11 @@ def grad_cam(
     clip's values, so any conv layers may be named, one feeding another or one branch of two.
 
     Args:
-        model: the classifier (inputs -> softmax probabilities).
+        model: the classifier (inputs -> softmax probabilities), or an AU detector (-> sigmoid
+            per AU).
         inputs: the normalised input streams, each (1, frames, height, width, channels) or
             (1, height, width, channels).
-        class_index: the class explained.
+        class_index: the class (an AU detector's AU, by position) explained.
         layers: layer names; default `default_layers(model)`.
 
     Returns:
@@ -224,9 +236,16 @@ def grad_cam(
                 f"layer {name!r} outputs {tuple(target.shape)}: Grad-CAM needs a spatial map "
                 "(batch, [time,] height, width, channels)"
             )
-    # The class logit, before the softmax, where the model names it (the builder's "logits").
+    # The score before the softmax: the layer named "logits" (every family's classifier), else
+    # the input of an output activation (an AU detector's sigmoid).
     names = {layer.name for layer in model.layers}
-    scores = model.get_layer("logits").output if "logits" in names else model.outputs[0]
+    last = model.outputs[0]._keras_history.operation
+    if "logits" in names:
+        scores = model.get_layer("logits").output
+    elif isinstance(last, keras.layers.Activation | keras.layers.Softmax):
+        scores = last.input
+    else:
+        scores = model.outputs[0]
     streams = [ops.convert_to_tensor(array) for array in inputs]
     body = keras.Model(_single(model.inputs), _single(targets))
     features = body(_single(streams), training=False)
@@ -367,9 +386,9 @@ class Explanation:
     """What `explain_clip` found and wrote."""
 
     clip: str
-    explained: str  # the class whose evidence is shown
-    predicted: str
-    probabilities: dict[str, float]
+    explained: str  # the class (an AU detector's "AU<n>") whose evidence is shown
+    predicted: str  # the class; an AU detector's AUs at p >= 0.5 ("4+12", "" for none)
+    probabilities: dict[str, float]  # per output (`Bundle.outputs`)
     layers: list[str]
     region: str | None  # the AU region of a two-stream model
     predicted_aus: str | None  # without `aus`: what the model's own AU detector found ("4+12")
@@ -402,17 +421,18 @@ def explain_clip(
         out_dir: where to write.
         onset, offset, apex, aus: as for predict; without aus, a model with its own AU
             detector (see predict) lets it choose the region.
-        class_name: the class to explain; default the predicted one.
+        class_name: the class to explain (an AU detector's output, "AU4"); default the
+            predicted class (the AU of the highest probability).
         layers: conv layers to explain; default one per input (see the module docstring).
 
     Raises:
         DataError: the clip cannot be read; ValueError: an unknown class or layer, or a model
             that mixes frame and image inputs.
     """
-    if class_name is not None and class_name not in bundle.classes:
-        raise ValueError(
-            f"--class {class_name!r} is not one of the model's classes {bundle.classes}"
-        )
+    outputs = bundle.outputs
+    if class_name is not None and class_name not in outputs:
+        kind = "classes" if bundle.aus is None else "outputs"
+        raise ValueError(f"--class {class_name!r} is not one of the model's {kind} {outputs}")
     ranks = {len(tensor.shape) for tensor in bundle.model.inputs}
     if ranks not in ({CLIP_RANK}, {IMAGE_RANK}):
         shapes = [tuple(tensor.shape[1:]) for tensor in bundle.model.inputs]
@@ -426,22 +446,23 @@ def explain_clip(
         manifest = with_predicted_aus(bundle, manifest)
     streams = preprocess_clips(bundle, manifest)
     probabilities = predict_streams(bundle, streams)[0]
-    predicted = bundle.classes[int(probabilities.argmax())]
-    explained = class_name or predicted
+    likeliest = outputs[int(probabilities.argmax())]
+    predicted = likeliest if bundle.aus is None else joined_aus(bundle.aus, probabilities)
+    explained = class_name or likeliest
     layers = list(layers or default_layers(bundle.model))
     inputs = [
         normalizer(stream[0])[None]
         for stream, normalizer in zip(streams, bundle.normalizers, strict=True)
     ]
-    maps = grad_cam(bundle.model, inputs, bundle.classes.index(explained), layers)
+    maps = grad_cam(bundle.model, inputs, outputs.index(explained), layers)
 
     name = Path(clip).stem if Path(clip).is_file() else Path(clip).name
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = ", ".join(
-        f"{label} {value:.2f}" for label, value in zip(bundle.classes, probabilities, strict=True)
+        f"{label} {value:.2f}" for label, value in zip(outputs, probabilities, strict=True)
     )
-    title = f"{name}: predicted {predicted} ({scores}); Grad-CAM of {explained!r}"
+    title = f"{name}: predicted {predicted or 'no AU'} ({scores}); Grad-CAM of {explained!r}"
     region = gif = None
     if ranks == {CLIP_RANK}:
         rows, overlays, region = _clip_rows(bundle, manifest.iloc[0], streams, layers, maps)
@@ -462,7 +483,7 @@ def explain_clip(
         explained=explained,
         predicted=predicted,
         probabilities={
-            label: float(value) for label, value in zip(bundle.classes, probabilities, strict=True)
+            label: float(value) for label, value in zip(outputs, probabilities, strict=True)
         },
         layers=layers,
         region=region,

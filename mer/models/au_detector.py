@@ -38,8 +38,6 @@ NOT_APPLICABLE = {
     "run reports per-AU F1 (au_scores.csv, summary.json mean_f1)",
     "bench": "model.family=au_detector: the benchmark trains on class labels; an AU detector "
     "trains on AU targets",
-    "explain": "model.family=au_detector: explain draws Grad-CAM of a class score, and an AU "
-    "detector has no classes (predict gives its AU probabilities)",
 }
 
 
