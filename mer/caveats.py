@@ -66,8 +66,9 @@ ANNOTATED_AUS = Caveat(
 ANNOTATED_WINDOW = Caveat(
     "annotated-window",
     "the test clips' frames are chosen inside their annotated onset..offset "
-    "(data.sampler=onset_offset or max_motion, and the flow inputs' onset and apex; a new "
-    "clip has no such annotation: `python -m mer predict` spots a window)",
+    "(data.sampler=onset_offset or max_motion, the flow inputs' onset and apex, FMER's "
+    "patches and AU frames; a new clip has no such annotation: `python -m mer predict` spots "
+    "a window)",
     False,
     ("onset_offset window",),
 )

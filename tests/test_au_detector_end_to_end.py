@@ -177,10 +177,48 @@ def test_explain_draws_the_grad_cam_of_an_au(whole_run, tmp_path, capsys):
     assert len(error.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
+def test_seeds_and_compare_set_detectors_side_by_side(
+    two_subject_demo, whole_run, tmp_path, capsys
+):
+    """--seeds: the mean ± std of the mean F1 and of each AU's over the seeds' runs; compare:
+    detectors by their mean F1, and a classifier's run beside them is refused in one line."""
+    root, sheet = two_subject_demo
+    output = _train(root, sheet, "seeds", "--seeds", "3,5", cache="cache")
+    parent = _last_path(output, "Results: ")
+    assert "Over 2 seeds (3, 5)" in output and "mean F1 over 7 AUs: " in output
+    runs = [json.loads((parent / f"seed{seed}" / "summary.json").read_text()) for seed in (3, 5)]
+    summary = json.loads((parent / "summary.json").read_text())
+    values = [run["mean_f1"] for run in runs]
+    assert summary["mean_f1"] == pytest.approx(np.mean(values))
+    assert summary["std"]["mean_f1"] == pytest.approx(np.std(values, ddof=1))
+    each = [run["per_au"]["AU4"]["f1"] for run in runs]
+    assert summary["per_au"]["AU4"]["f1"] == pytest.approx(np.mean(each))
+    assert summary["per_au_std"]["AU4"]["f1"] == pytest.approx(np.std(each, ddof=1))
+    assert summary["mean_f1_all_present"] == runs[0]["mean_f1_all_present"]
+    seeds = pd.read_csv(parent / "seeds.csv")
+    assert list(seeds["seed"]) == [3, 5] and list(seeds["f1_AU4"]) == pytest.approx(each)
+
+    single, _ = whole_run
+    plot = tmp_path / "compare.png"
+    assert main(["compare", str(parent), str(single), "--out", str(plot)]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()[:3]
+    assert "mean F1" in header and "all present" in header and "F1 AU4" in header
+    assert "UF1" not in header and "±" in rows[0] and plot.stat().st_size > 0
+    classifier = tmp_path / "classifier"
+    classifier.mkdir()
+    scores = {"uf1": 0.5, "uar": 0.5, "acc": 0.5}
+    summary = {**scores, "mean_over_subjects": scores, "dataset": "demo"}
+    (classifier / "summary.json").write_text(json.dumps(summary))
+    assert main(["compare", str(single), str(classifier), "--out", str(plot)]) == 2
+    error = capsys.readouterr().err
+    assert f"{single.name} is an AU detector (mean F1)" in error
+    assert len(error.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--seeds", "1,2"], "--seeds reports the mean ± std of UF1/UAR"),
         (["--set", "eval.protocol=paper"], "has no class accuracy: use eval.protocol=loso"),
         (["--set", "model.aus=[1, 1]"], "model.aus must be distinct positive AU numbers"),
         (["--set", "data.inputs=[frames]"], "reads one input, data.inputs: [au_frames]"),
@@ -190,17 +228,6 @@ def test_train_refuses_what_does_not_apply(arguments, message, capsys):
     assert main(["train", "--config", CONFIG, "--dry-run", *arguments]) == 2
     error = capsys.readouterr().err
     assert message in error and len(error.strip().splitlines()) == 1
-
-
-@pytest.mark.parametrize("command", ["compare"])
-def test_run_folder_commands_refuse(command, tmp_path, capsys):
-    """A run folder (as its config.yaml names the family) is refused before anything is read."""
-    (tmp_path / "config.yaml").write_text("model:\n  family: au_detector\n")
-    arguments = {"compare": ["compare", str(tmp_path)]}[command]
-    assert main(arguments) == 2
-    error = capsys.readouterr().err
-    assert f"mer {command}: model.family=au_detector" in error
-    assert len(error.strip().splitlines()) == 1
 
 
 def test_bench_refuses(capsys):

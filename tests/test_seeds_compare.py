@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 
 from mer.cli import main, run_script
-from mer.evaluation.compare import compare_runs, format_comparison, seed_summary
+from mer.evaluation.compare import (
+    compare_runs,
+    format_comparison,
+    format_seed_summary,
+    seed_summary,
+)
 from tests.data.replicas import class_folder_dataset
 from tests.test_end_to_end import FLAT, TINY, as_arguments, workspace
 
@@ -73,6 +78,26 @@ def test_seed_summary_and_parts():
     assert single["std"]["uf1"] == 0.0
     with pytest.raises(ValueError, match="no seed"):
         seed_summary({})
+
+
+def test_seed_summary_of_au_detectors():
+    def run(f1, au4):
+        per_au = {"AU1": {"f1": f1}, "AU4": {"f1": au4}}
+        return {"mean_f1": f1, "mean_f1_all_present": 0.5, "per_au": per_au, "parameters": 10,
+                "family": "au_detector", "timings": {"total_s": 30}}
+
+    table, summary = seed_summary({1: run(0.5, 0.2), 2: run(0.7, 0.4)})
+    assert summary["mean_f1"] == pytest.approx(0.6)
+    assert summary["std"]["mean_f1"] == pytest.approx(0.1414, 1e-3)
+    assert summary["per_au"]["AU4"]["f1"] == pytest.approx(0.3)
+    assert summary["per_au_std"]["AU4"]["f1"] == pytest.approx(0.1414, 1e-3)
+    assert (summary["mean_f1_all_present"], summary["family"]) == (0.5, "au_detector")
+    assert "uf1" not in summary and summary["timings"]["total_s"] == 60
+    assert list(table.columns) == ["seed", "mean_f1", "f1_AU1", "f1_AU4", "seconds"]
+    text = format_seed_summary(summary)
+    expected = "mean F1 over 2 AUs: 0.600 ± 0.141 (every AU called present in every clip: 0.500)"
+    assert expected in text
+    assert "AU4   F1 0.300 ± 0.141" in text
 
 
 def test_comparison_text_marks_optimistic_runs(tmp_path):

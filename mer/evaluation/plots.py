@@ -262,9 +262,11 @@ def _save(figure: Figure, path: str | os.PathLike[str]) -> None:
 
 
 def plot_run_comparison(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Grouped bars of the pooled UF1, UAR and ACC of each run, ± one standard deviation where
-    a run has several seeds (the table of `mer.evaluation.compare.compare_runs`)."""
-    scores = ("uf1", "uar", "acc")
+    """Grouped bars of the pooled UF1, UAR and ACC of each run (AU detectors: the mean F1, and
+    its every-AU-present reference as a mark), ± one standard deviation where a run has several
+    seeds (the table of `mer.evaluation.compare.compare_runs`)."""
+    detectors = "mean_f1" in table
+    scores = ("mean_f1",) if detectors else ("uf1", "uar", "acc")
     runs = len(table)
     figure = Figure(figsize=(max(5.0, 1.2 * runs + 2.5), 4.0), dpi=_DPI)
     axes = figure.add_subplot()
@@ -272,12 +274,22 @@ def plot_run_comparison(table: pd.DataFrame, path: str | os.PathLike[str]) -> No
     positions = np.arange(runs)
     for index, key in enumerate(scores):
         axes.bar(
-            positions + (index - 1) * width,
+            positions + (index - (len(scores) - 1) / 2) * width,
             table[key],
             width,
             yerr=table[f"{key}_std"],
             capsize=3,
-            label=key.upper(),
+            label="mean F1 over the AUs" if detectors else key.upper(),
+        )
+    if detectors:
+        axes.scatter(
+            positions,
+            table["mean_f1_all_present"],
+            marker="_",
+            s=600,
+            color="black",
+            label="every AU called present",
+            zorder=3,
         )
     axes.set_xticks(positions, table["run"], rotation=20, ha="right", fontsize=8)
     axes.set_ylim(0, 1.05)

@@ -32,10 +32,6 @@ from mer.specs import InputSpec
 
 OUTPUT = "au_probabilities"
 NOT_APPLICABLE = {
-    "seeds": "model.family=au_detector: --seeds reports the mean ± std of UF1/UAR, which an AU "
-    "detector has none of; run one seed per run folder (--set seed=N)",
-    "compare": "model.family=au_detector: compare sets UF1/UAR side by side; an AU detector's "
-    "run reports per-AU F1 (au_scores.csv, summary.json mean_f1)",
     "bench": "model.family=au_detector: the benchmark trains on class labels; an AU detector "
     "trains on AU targets",
 }
