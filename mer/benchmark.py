@@ -119,7 +119,8 @@ def run_benchmark(
     """Runs every measurement for `config`'s model and input shape; returns the KEYS dict, and
     with `profile` the op table of the compute steps under TensorFlow's profiler."""
     from mer.data.inputs import input_specs
-    from mer.training.loso import build_model, make_deterministic, step_batch_size
+    from mer.models import model_family
+    from mer.training.loso import TargetBatches, build_model, make_deterministic, step_batch_size
 
     make_deterministic()  # as runs do: the kernels a run computes with
     specs = input_specs(config.data)
@@ -136,6 +137,9 @@ def run_benchmark(
     labels = np.eye(classes, dtype=np.float32)[np.arange(batch_size) % classes]
     second = second_output_targets(config, batch_size)
     targets = labels if second is None else (labels, second)
+    detector = model_family(config.model.family).predicts == "aus"
+    if detector:  # its one output trains on the AU targets alone, as in a run
+        targets = second
 
     workers = config.data.workers
 
@@ -165,7 +169,7 @@ def run_benchmark(
             seed=config.seed,
             targets=second_output_targets(config, plan.clips),
         )
-        fed = feed(batches, workers, shuffle=True)
+        fed = feed(TargetBatches(batches) if detector else batches, workers, shuffle=True)
         pipeline = plan.clips / _timed(
             lambda: model.fit(fed, epochs=1, verbose=0, shuffle=False)
         )
@@ -232,7 +236,8 @@ def run_benchmark(
 
 def second_output_targets(config: ExperimentConfig, count: int) -> np.ndarray | None:
     """Targets of `count` clips for the second output of a family that has one (FMER's AU
-    logits: no AU active, every clip annotated), as a run makes them; None for the others."""
+    logits: no AU active, every clip annotated; an AU detector's only output), as a run makes
+    them; None for the others."""
     from mer.models import model_family
 
     make = model_family(config.model.family).targets

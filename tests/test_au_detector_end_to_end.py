@@ -3,8 +3,8 @@ writes au_scores.csv, whose per-AU F1 is `au_f1_scores` of the saved predictions
 sheet's AU cells, and `python -m mer merge` rewrites it the same; rotating the held-out
 subject's AU cells in the sheet leaves its predictions bit-identical (that fold run alone,
 `--folds`); the final model, trained on both subjects, gives `python -m mer predict` a new
-clip's AU probabilities and `explain` an AU's Grad-CAM; the commands that do not apply refuse
-in one line.
+clip's AU probabilities and `explain` an AU's Grad-CAM; `--seeds`, `compare` and `bench` work
+on it too; the settings that do not apply refuse in one line.
 
 The network keeps P3D-63's 16 bottlenecks at the tiniest width and 16-pixel frames; Keras's
 steps run eagerly (`tf.config.run_functions_eagerly`), as in tests/test_fmer_end_to_end.py.
@@ -230,6 +230,14 @@ def test_train_refuses_what_does_not_apply(arguments, message, capsys):
     assert message in error and len(error.strip().splitlines()) == 1
 
 
-def test_bench_refuses(capsys):
-    assert main(["bench", "--quick", "--config", CONFIG]) == 2
-    assert "the benchmark trains on class labels" in capsys.readouterr().err
+@pytest.mark.slow
+def test_bench_trains_the_detector_on_au_targets(capsys):
+    """The benchmark's steps train the one output on AU targets, as a run does (it once
+    refused the family: it fed class labels)."""
+    arguments = ["bench", "--quick", "--clips", "6", "--config", CONFIG]
+    for item in [*TINY, "train.batch_size=2"]:
+        arguments += ["--set", item]
+    assert main(arguments) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["train_compute_clips_per_s"] > 0 and result["train_pipeline_clips_per_s"] > 0
+    assert result["inputs"] == [["au_frames", [16, 16, 16, 3]]] and result["infer_clips_per_s"] > 0

@@ -31,10 +31,6 @@ from mer.models.fmer import (
 from mer.specs import InputSpec
 
 OUTPUT = "au_probabilities"
-NOT_APPLICABLE = {
-    "bench": "model.family=au_detector: the benchmark trains on class labels; an AU detector "
-    "trains on AU targets",
-}
 
 
 def build_au_detector_model(
@@ -151,7 +147,6 @@ FAMILY = ModelFamily(
     loss=lambda config: AUBinaryCrossentropy(from_logits=False),
     train_defaults=fmer.FAMILY.train_defaults,  # FMER's training, class_weights None
     check=_check,
-    not_applicable=NOT_APPLICABLE,
     targets=_targets,
     predicts="aus",
 )
