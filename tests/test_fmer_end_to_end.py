@@ -13,6 +13,7 @@ equal inputs give equal bits in either mode.
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -129,14 +130,18 @@ def test_the_final_model_predicts_through_the_command(whole_run, capsys):
     assert bundle.info["family"] == "fmer"
 
 
-def test_explain_says_which_inputs_it_draws(whole_run, tmp_path, capsys):
-    """FMER's landmark patches are neither frames nor an image: a one-line refusal."""
+@pytest.mark.slow
+def test_explain_draws_the_au_frames(whole_run, tmp_path, capsys):
+    """FMER is explained on its AU frames (a clip input: a GIF too) at the last res4 block, the
+    landmark patches fed as they are and named as not drawn."""
     run_dir, _ = whole_run
     clip = pd.read_csv(run_dir / "manifest.csv")["path"].iloc[0]
-    assert main(["explain", "--model", str(run_dir), clip, "--out", str(tmp_path)]) == 2
-    error = capsys.readouterr().err
-    assert "explain draws models whose inputs are all frames" in error
-    assert "(1, 9, 2, 30, 7, 7)" in error and len(error.strip().splitlines()) == 1
+    command = ["explain", "--model", str(run_dir), clip, "--out", str(tmp_path)]
+    assert main(command) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["layers"] == ["p3d_res4_block1"] and found["not_drawn"] == ["fmer_patches"]
+    assert found["predicted"] == max(found["probabilities"], key=found["probabilities"].get)
+    assert Path(found["strip"]).stat().st_size > 1000 and Path(found["gif"]).is_file()
 
 
 def test_au_targets_of_real_sheet_cells():

@@ -22,7 +22,9 @@ shape; its res5 blocks are 2-D, time pooled to 1 before them).
 What is drawn: a clip input (frames) as a row of frames with its Grad-CAM below, and a GIF of
 the overlays frame by frame; an image input (a flow image) as one row: each of its channels
 (u, v, magnitude for the flow inputs), each scaled to its own range in grey, and the Grad-CAM
-over the magnitude channel (the first channel without one). Such a model has no GIF.
+over the magnitude channel (the first channel without one). Such a model has no GIF. An input
+that is neither (FMER's landmark patches) is fed as it is and named in the title, not drawn:
+FMER is explained on its AU frames.
 
 Gradients: Keras 3 has no backend-independent gradient call, so `class_gradients` has one
 short path per backend: TensorFlow (GradientTape; the default backend, exercised by the test
@@ -83,10 +85,31 @@ def conv_like(layer: keras.layers.Layer) -> bool:
     return holds_convs and tuple(node.input_tensors[0].shape) != output
 
 
+def drawn_inputs(model: keras.Model) -> list[int]:
+    """The positions of the inputs a strip draws: those of frames or images (all of one kind);
+    others (FMER's landmark patches) are fed as they are, not drawn.
+
+    Raises:
+        ValueError: a model with no frame or image input, or with both kinds.
+    """
+    drawn = [
+        index
+        for index, tensor in enumerate(model.inputs)
+        if len(tensor.shape) in (CLIP_RANK, IMAGE_RANK)
+    ]
+    if len({len(model.inputs[index].shape) for index in drawn}) != 1:
+        shapes = [tuple(tensor.shape[1:]) for tensor in model.inputs]
+        raise ValueError(
+            "explain draws a model's frame inputs (frames, height, width, channels) or its image "
+            f"inputs (height, width, channels), one kind: inputs {shapes}"
+        )
+    return drawn
+
+
 def default_layers(model: keras.Model) -> list[str]:
-    """The layer(s) to explain: per model input, the last conv layer or block whose output
-    depends on that input alone and, for a clip input, still has a time axis (see the module
-    docstring).
+    """The layer(s) to explain: per drawn input (`drawn_inputs`), the last conv layer or block
+    whose output depends on that input alone and, for a clip input, still has a time axis (see
+    the module docstring).
 
     Raises:
         ValueError: an input that no such layer reads alone, naming it.
@@ -99,7 +122,8 @@ def default_layers(model: keras.Model) -> list[str]:
         and conv_like(layer)
     ]
     chosen = []
-    for index, tensor in enumerate(model.inputs):
+    for index in drawn_inputs(model):
+        tensor = model.inputs[index]
         rank = len(tensor.shape)
         own = [
             layer.name
@@ -330,13 +354,15 @@ def _clip_rows(
     bundle: Bundle,
     row: pd.Series,
     streams: list[list[np.ndarray]],
+    drawn: list[int],
     layers: list[str],
     maps: list[np.ndarray],
 ) -> tuple[list[Row], list[list[np.ndarray]], str | None]:
     """A clip model's strip rows (frames, Grad-CAM; region crops and theirs), its overlays per
-    frame (for the GIF) and the AU region of a two-stream model."""
-    images = [_rgb(stream[0]) for stream in streams]  # (frames, size, size, 3) per stream
-    count, size = images[0].shape[:2]
+    frame (for the GIF) and the AU region of a two-stream model; `drawn`: the clip inputs."""
+    names = bundle.data.input_names()
+    images = {stream: _rgb(streams[stream][0]) for stream in drawn}  # (frames, size, size, 3)
+    count, size = images[drawn[0]].shape[:2]
     region = boxes = None
     if "au_regions" in bundle.data.input_names():
         full = np.stack(selected_frames(bundle.data, row))  # the frames the crops came from
@@ -345,14 +371,14 @@ def _clip_rows(
         boxes = found.boxes * np.array([size / full.shape[2], size / full.shape[1]] * 2)
     side = int(np.clip(STRIP_WIDTH // count, *TILE_LIMITS))
     numbers = [str(number) for number in range(1, count + 1)]
-    rows = [("frames", _tiles(images[0], side, boxes), numbers)]
+    rows = [(names[drawn[0]], _tiles(images[drawn[0]], side, boxes), numbers)]
     overlays = []
-    for stream, image in enumerate(images):
-        if stream == 1:
+    for stream, image in images.items():
+        if names[stream] == "au_regions":
             rows.append((f"region crops: {region}", _tiles(image, side), []))
         for layer, cam in zip(layers, maps, strict=True):
             read = input_streams(bundle.model, layer)
-            if (read == {stream}) or (stream == 0 and len(read) > 1):
+            if (read == {stream}) or (stream == drawn[0] and len(read) > 1):
                 tiles = _tiles(overlay(image, resize_map(cam, count, size)), side)
                 rows.append((_cam_label(layer, read), tiles, []))
                 overlays.append(tiles)
@@ -360,13 +386,18 @@ def _clip_rows(
 
 
 def _image_rows(
-    bundle: Bundle, streams: list[list[np.ndarray]], layers: list[str], maps: list[np.ndarray]
+    bundle: Bundle,
+    streams: list[list[np.ndarray]],
+    drawn: list[int],
+    layers: list[str],
+    maps: list[np.ndarray],
 ) -> list[Row]:
-    """An image model's strip rows: per input, its channels and the Grad-CAM of each layer
-    that reads it, over its magnitude channel (or its first)."""
+    """An image model's strip rows: per drawn input, its channels and the Grad-CAM of each
+    layer that reads it, over its magnitude channel (or its first)."""
     rows = []
     names = bundle.data.input_names()
-    for stream, (name, tensor) in enumerate(zip(names, bundle.model.inputs, strict=True)):
+    for stream in drawn:
+        name, tensor = names[stream], bundle.model.inputs[stream]
         image = np.asarray(streams[stream][0], dtype=np.float32)  # (height, width, channels)
         labels = channel_names(bundle, stream)
         shown = [_grey(image[..., index]) for index in range(image.shape[-1])]
@@ -393,8 +424,9 @@ class Explanation:
     region: str | None  # the AU region of a two-stream model
     predicted_aus: str | None  # without `aus`: what the model's own AU detector found ("4+12")
     window: list[int] | None  # [onset, offset] the inputs came from (see predict.clip_manifest)
-    apex: int | None  # the apex given for the flow inputs (None: data.flow.apex chose it)
+    apex: int | None  # the flow inputs' apex frame, given or chosen (None: no input reads one)
     spotted: bool  # the window was found by spotting, not given
+    not_drawn: list[str]  # inputs fed as they are but not drawn (FMER's fmer_patches)
     strip: Path
     gif: Path | None  # None for a model of image inputs: nothing moves
 
@@ -427,19 +459,13 @@ def explain_clip(
 
     Raises:
         DataError: the clip cannot be read; ValueError: an unknown class or layer, or a model
-            that mixes frame and image inputs.
+            with both frame and image inputs, or neither (`drawn_inputs`).
     """
     outputs = bundle.outputs
     if class_name is not None and class_name not in outputs:
         kind = "classes" if bundle.aus is None else "outputs"
         raise ValueError(f"--class {class_name!r} is not one of the model's {kind} {outputs}")
-    ranks = {len(tensor.shape) for tensor in bundle.model.inputs}
-    if ranks not in ({CLIP_RANK}, {IMAGE_RANK}):
-        shapes = [tuple(tensor.shape[1:]) for tensor in bundle.model.inputs]
-        raise ValueError(
-            "explain draws models whose inputs are all frames (frames, height, width, channels) "
-            f"or all images (height, width, channels): inputs {shapes}"
-        )
+    drawn = drawn_inputs(bundle.model)
     manifest = clip_manifest(bundle, [clip], onset=onset, offset=offset, apex=apex, aus=aus)
     detected = aus is None and bundle.detector is not None
     if detected:
@@ -464,12 +490,16 @@ def explain_clip(
     )
     title = f"{name}: predicted {predicted or 'no AU'} ({scores}); Grad-CAM of {explained!r}"
     region = gif = None
-    if ranks == {CLIP_RANK}:
-        rows, overlays, region = _clip_rows(bundle, manifest.iloc[0], streams, layers, maps)
+    if len(bundle.model.inputs[drawn[0]].shape) == CLIP_RANK:
+        rows, overlays, region = _clip_rows(bundle, manifest.iloc[0], streams, drawn, layers, maps)
         gif = out_dir / f"{name}_gradcam.gif"
         _write_gif(gif, [np.concatenate(tiles, axis=1) for tiles in zip(*overlays, strict=True)])
     else:
-        rows = _image_rows(bundle, streams, layers, maps)
+        rows = _image_rows(bundle, streams, drawn, layers, maps)
+    names = bundle.data.input_names()
+    hidden = [names[index] for index in range(len(names)) if index not in drawn]
+    if hidden:
+        title += f"; fed, not drawn: {', '.join(hidden)}"
     if region is not None:
         title += f"; AU region {region}"
         if detected:
@@ -491,6 +521,7 @@ def explain_clip(
         window=row["window"],
         apex=None if pd.isna(row["apex"]) else int(row["apex"]),
         spotted=bool(row["spotted"]),
+        not_drawn=hidden,
         strip=strip,
         gif=gif,
     )

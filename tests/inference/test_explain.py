@@ -10,7 +10,13 @@ from PIL import Image
 from mer.bundle import load_bundle
 from mer.cli import main
 from mer.data.regions import region_for_aus
-from mer.inference.explain import default_layers, grad_cam, input_streams, resize_map
+from mer.inference.explain import (
+    default_layers,
+    drawn_inputs,
+    grad_cam,
+    input_streams,
+    resize_map,
+)
 from mer.models.builders import build_mlsp_model
 from mer.models.dual_atme import build_dual_atme_model
 from mer.training.loso import make_deterministic
@@ -175,3 +181,22 @@ def test_dual_atme_is_explained_at_each_branchs_last_inception_block(attention_o
     images = [np.random.default_rng(0).uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)] * 2
     for cam in grad_cam(model, images, 2):
         assert cam.shape == (4, 4) and cam.min() >= 0 and cam.max() <= 1
+
+
+def test_drawn_inputs_leave_out_what_is_neither_frames_nor_an_image():
+    """FMER's kind of model: a patches input of another rank is fed, not drawn, and the
+    default layer is the clip input's own; frames beside an image, or neither, are refused."""
+    patches = keras.Input((2, 4, 2, 3, 3), name="patches")  # rank 6 with the batch
+    frames = keras.Input((4, 8, 8, 3), name="frames")
+    image = keras.Input((8, 8, 3), name="image")
+    conv = keras.layers.Conv3D(2, 3, padding="same", name="clip_conv")(frames)
+    pooled = keras.layers.GlobalAveragePooling3D()(conv)
+    mixed = keras.layers.Concatenate()([pooled, keras.layers.Flatten()(patches)])
+    model = keras.Model([patches, frames], keras.layers.Dense(2, name="logits")(mixed))
+    assert drawn_inputs(model) == [1] and default_layers(model) == ["clip_conv"]
+    flat = keras.layers.Flatten()
+    both = keras.Model([frames, image], keras.layers.Concatenate()([pooled, flat(image)]))
+    with pytest.raises(ValueError, match=r"one kind: inputs \[\(4, 8, 8, 3\), \(8, 8, 3\)\]"):
+        drawn_inputs(both)
+    with pytest.raises(ValueError, match="one kind"):
+        drawn_inputs(keras.Model(patches, keras.layers.Flatten()(patches)))
