@@ -193,14 +193,20 @@ def test_predict_in_a_fresh_process_matches_the_training_inputs(whole_run, clip)
 
 def test_predict_spots_a_window_for_a_flow_model(whole_run, clip, capsys):
     """A new clip without --onset/--offset gets a spotted window of data.frames frames, the
-    flow running to its middle (data.flow.apex), said in the JSON; an apex outside the window
-    is a one-line error."""
+    flow running to its middle (data.flow.apex), whose frame the JSON gives: the same
+    probabilities as with that window and apex given; an apex outside the window is a one-line
+    error."""
     run_dir, _ = whole_run
+    assert load_bundle(run_dir).data.flow.apex == "middle"
     assert main(["predict", "--model", str(run_dir), clip["path"], "--json"]) == 0
     [result] = json.loads(capsys.readouterr().out)
     onset, offset = result["window"]
-    assert result["spotted"] is True and result["apex"] is None
+    assert result["spotted"] is True and result["apex"] == (onset + offset) // 2
     assert offset - onset == load_bundle(run_dir).data.frames - 1
+    given = [f"--onset={onset}", f"--apex={result['apex']}", f"--offset={offset}"]
+    assert main(["predict", "--model", str(run_dir), clip["path"], *given, "--json"]) == 0
+    [again] = json.loads(capsys.readouterr().out)
+    assert again["probabilities"] == result["probabilities"] and again["spotted"] is False
     arguments = ["--onset", str(onset), "--apex", str(offset + 1), "--offset", str(offset)]
     assert main(["predict", "--model", str(run_dir), clip["path"], *arguments]) == 2
     error = capsys.readouterr().err.strip()

@@ -11,12 +11,12 @@ whatever the sampler (the optical-flow inputs, which read the flow from the onse
 frame; FMER's patches and AU frames; the AU detector of a model with predicted regions).
 `--apex` gives the apex; without it the flow inputs choose it inside the window as in training
 on a sheet without one (`data.flow.apex`: the middle frame, or the frame that differs most from
-the onset). A new clip has no annotation, so without `--onset`/`--offset` its window is
-spotted: the `data.frames` consecutive frames (the model's own frame count; for a flow model or
-FMER's inputs, the config's) between which the face changes most, each frame scored as the
-max_motion sampler scores it (`frame_changes`: the summed absolute grey-level difference from
-the previous frame). The span is then fed as an annotated one would be, with a warning naming
-it.
+the onset), and that frame is reported as the clip's apex. A new clip has no annotation, so
+without `--onset`/`--offset` its window is spotted: the `data.frames` consecutive frames (the
+model's own frame count; for a flow model or FMER's inputs, the config's) between which the face
+changes most, each frame scored as the max_motion sampler scores it (`frame_changes`: the summed
+absolute grey-level difference from the previous frame). The span is then fed as an annotated
+one would be, with a warning naming it.
 
 A two-stream model's region crop follows `--aus`. Without it, a model trained with
 data.regions.aus=predicted and a final model has its own AU detector (`Bundle.detector`, trained
@@ -51,6 +51,7 @@ from mer.data.frames import (
     read_frames,
 )
 from mer.data.inputs import input_types
+from mer.data.inputs.flow import chosen_apex
 from mer.data.regions import detected_aus
 from mer.data.sheets import DataError
 from mer.data.sources import preprocess
@@ -102,6 +103,19 @@ def reads_field(data: DataConfig, field: str) -> bool:
     return any(field in kind.fields(data) for kind in input_types(data))
 
 
+def _apex(data: DataConfig, path: Path, frames: int, window: tuple) -> int | None:
+    """The apex frame number that a model reading one (flow inputs) takes inside the window
+    (`chosen_apex`); None for a model that reads none, or a window outside the clip (its
+    preprocessing then says so)."""
+    if not reads_field(data, "apex") or window[0] is None:
+        return None
+    numbers = frame_numbers(path, frames)
+    if window[0] not in numbers or window[1] not in numbers:
+        return None
+    first, last = numbers.index(window[0]), numbers.index(window[1])
+    return numbers[chosen_apex(data, path, numbers, first, last)] if first <= last else None
+
+
 def clip_manifest(
     bundle: Bundle,
     clips: Sequence[str | Path],
@@ -123,7 +137,8 @@ def clip_manifest(
             for every clip. Both or neither: without them, the clips of an onset_offset or a
             flow model get a spotted window each.
         apex: the apex frame number for a model whose inputs read it (between onset and
-            offset); None: the flow inputs choose it (`data.flow.apex`).
+            offset); None: chosen as the flow inputs choose it (`data.flow.apex`), and that
+            frame is the row's `apex`.
         aus: the clips' action units (e.g. "4+12"), which choose the region of a two-stream
             model; the same for every clip.
 
@@ -185,7 +200,7 @@ def clip_manifest(
                 "subject": None,
                 "label": None,
                 "onset": window[0],
-                "apex": apex,
+                "apex": _apex(data, path, frames, window) if apex is None else apex,
                 "offset": window[1],
                 "aus": aus,
                 "path": str(path),

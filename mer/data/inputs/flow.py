@@ -41,6 +41,15 @@ def flow_settings(data: DataConfig) -> dict:
     return {"flow": settings}
 
 
+def chosen_apex(data: DataConfig, path, numbers: list[int], first: int, last: int) -> int:
+    """Where the apex is when the sheet gives none: `data.flow.apex`'s choice inside the window
+    of positions first..last of `numbers` (the clip's frame numbers), as a position."""
+    if data.flow.apex == "max_difference":
+        window = np.stack(read_frames(path, np.arange(first, last + 1)))
+        return first + apex_position(window, 0, last - first, fallback="max_difference")
+    return apex_position(numbers, first, last, fallback="middle")  # reads no frame
+
+
 def onset_and_apex(data: DataConfig, row: pd.Series, clip: Clip) -> AlignedClip:
     """The clip's onset and apex frames, aligned by the onset landmarks (computed once per
     clip for both flow inputs).
@@ -63,12 +72,8 @@ def onset_and_apex(data: DataConfig, row: pd.Series, clip: Clip) -> AlignedClip:
                 f"{clip.where}: onset {onset}, apex {apex} or offset {offset} is not a frame of "
                 f"the clip ({numbers[0]}..{numbers[-1]})"
             ) from None
-        window = None
-        if apex_at is None and data.flow.apex == "max_difference":
-            window = np.stack(read_frames(clip.path, np.arange(first, last + 1)))
-            apex_at = first + apex_position(window, 0, last - first, fallback="max_difference")
-        elif apex_at is None:
-            apex_at = apex_position(numbers, first, last, fallback="middle")  # reads no frame
+        if apex_at is None:
+            apex_at = chosen_apex(data, clip.path, numbers, first, last)
         pair = np.stack(read_frames(clip.path, np.array([first, apex_at])))
         landmarks = shared_landmarker().landmarks(pair[0])
         if landmarks is None:
