@@ -1,12 +1,12 @@
 """`python -m mer export`: a saved model as a TensorFlow SavedModel and/or an ONNX file.
 
 Both go through Keras's own `model.export`. SavedModel needs TensorFlow (installed with the
-project). ONNX on the TensorFlow backend goes through `tf2onnx`, which the project does not
-install (about 100 MB with onnx and onnxruntime): `pip install -r requirements-onnx.txt`.
-Each exported file is reloaded and run on a random clip beside the Keras model, and the
-largest difference of the probabilities is printed. The preprocessing side file is copied
-beside the exports: the exported graphs take normalised float32 inputs (clips, flow images),
-as `predict` feeds them.
+project) and runs on the TensorFlow or JAX backend; ONNX on TensorFlow's (`BACKENDS`). ONNX on
+the TensorFlow backend goes through `tf2onnx`, which the project does not install (about 100 MB
+with onnx and onnxruntime): `pip install -r requirements-onnx.txt`. Each exported file is
+reloaded and run on a random clip beside the Keras model, and the largest difference of the
+probabilities is printed. The preprocessing side file is copied beside the exports: the exported
+graphs take normalised float32 inputs (clips, flow images), as `predict` feeds them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,20 @@ import numpy as np
 from mer.bundle import Bundle, load_bundle, metadata_path
 
 ONNX_HELP = "pip install -r requirements-onnx.txt (tf2onnx, onnx, onnxruntime)"
+# Where each format is exported from: Keras's SavedModel export needs TensorFlow's or JAX's
+# graph (jax2tf); ONNX is converted from TensorFlow's by tf2onnx (requirements-onnx.txt). The
+# .keras file is the same on every backend, so KERAS_BACKEND=tensorflow exports any run.
+BACKENDS = {"savedmodel": ("tensorflow", "jax"), "onnx": ("tensorflow",)}
+
+
+def check_backend(kind: str) -> None:
+    """Raises ValueError, in one line, when the current backend cannot export `kind`."""
+    backend = keras.backend.backend()
+    if backend not in BACKENDS[kind]:
+        raise ValueError(
+            f"{kind} export runs on the {' or '.join(BACKENDS[kind])} backend, not {backend}: "
+            "run it with KERAS_BACKEND=tensorflow (the saved model is the same on every backend)"
+        )
 
 
 def _probe(bundle: Bundle) -> list[np.ndarray]:
@@ -83,6 +97,8 @@ def export_onnx(bundle: Bundle, target: Path) -> float | None:
 
 def export_command(arguments: argparse.Namespace) -> int:
     """`python -m mer export --model PATH --out DIR [--format savedmodel onnx]`."""
+    for kind in arguments.format:
+        check_backend(kind)
     bundle = load_bundle(arguments.model)
     out = Path(arguments.out)
     out.mkdir(parents=True, exist_ok=True)
